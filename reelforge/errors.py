@@ -1,0 +1,38 @@
+"""The few exception types users see.
+
+Every error carries a one-line message that names the file and the problem; the CLI prints
+that line and exits with :attr:`ReelforgeError.exit_code`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ReelforgeError(Exception):
+    """Base of all errors ReelForge reports to users."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class InputError(ReelforgeError):
+    """The user gave something we cannot use: a missing or broken file, a bad option."""
+
+    exit_code = 2
+
+
+class MediaError(ReelforgeError):
+    """A media tool (ffmpeg, a decoder) failed on input that looked valid."""
+
+    exit_code = 1
+
+
+class Cancelled(ReelforgeError):
+    """The run was interrupted (Ctrl-C or SIGTERM); partial outputs were removed."""
+
+    exit_code = 130

@@ -1,0 +1,1 @@
+"""The one place that runs ffmpeg and reads media."""

@@ -1,0 +1,106 @@
+"""Run the ffmpeg binary shipped by the ``imageio-ffmpeg`` wheel.
+
+Contract: callers pass argument lists (never shell strings). :func:`run` streams
+``-progress pipe:1`` output into a callback as seconds of output produced, and raises
+:class:`~reelforge.errors.MediaError` naming the input and quoting the tail of stderr when
+ffmpeg fails. An interrupted run (KeyboardInterrupt) stops ffmpeg before re-raising.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+
+from reelforge.errors import MediaError
+
+ProgressCallback = Callable[[float], None]
+"""Receives the number of seconds of media written so far."""
+
+STDERR_TAIL_LINES = 8
+
+
+@cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: ``REELFORGE_FFMPEG`` if set, else the imageio-ffmpeg one."""
+    override = os.environ.get("REELFORGE_FFMPEG")
+    if override:
+        return override
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _reader(stream, sink: collections.deque[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        sink.append(raw.decode("utf-8", "replace").rstrip())
+    stream.close()
+
+
+def run(
+    args: Sequence[str],
+    *,
+    subject: str | Path,
+    on_progress: ProgressCallback | None = None,
+    cwd: str | Path | None = None,
+) -> None:
+    """Run ``ffmpeg <args>`` to completion.
+
+    ``subject`` names what the command works on (usually the input file) for error messages.
+    With ``on_progress``, ffmpeg's ``-progress pipe:1`` key=value stream is parsed and the
+    callback receives ``out_time`` in seconds as it advances.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    if on_progress is not None:
+        cmd += ["-progress", "pipe:1", "-nostats"]
+    cmd += [str(a) for a in args]
+    tail: collections.deque[str] = collections.deque(maxlen=200)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE if on_progress else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        start_new_session=True,  # Ctrl-C reaches us, and we stop ffmpeg ourselves.
+    )
+    err_thread = threading.Thread(target=_reader, args=(proc.stderr, tail), daemon=True)
+    err_thread.start()
+    try:
+        if on_progress is not None and proc.stdout is not None:
+            for raw in iter(proc.stdout.readline, b""):
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+                if key == "out_time_us" and value.lstrip("-").isdigit():
+                    on_progress(max(0.0, int(value) / 1e6))
+        proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        err_thread.join(timeout=5)
+    if proc.returncode != 0:
+        raise MediaError(_failure_message(proc.returncode, tail), path=subject)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ask ffmpeg to quit, then kill it if it does not."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def _failure_message(code: int, tail: collections.deque[str]) -> str:
+    lines = [line for line in tail if line.strip()][-STDERR_TAIL_LINES:]
+    quoted = " | ".join(lines) if lines else "no error output"
+    return f"ffmpeg failed (exit {code}): {quoted}"

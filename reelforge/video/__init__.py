@@ -1,0 +1,1 @@
+"""Adaptive video: ladders, encoding, CMAF packaging, posters and thumbnails."""

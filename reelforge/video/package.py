@@ -1,0 +1,176 @@
+"""Cut fragmented MP4 tracks into CMAF segments named by content hash.
+
+Contract: :func:`package_track` reads one single-track fragmented MP4 and writes, under
+``outdir/<track dir>``, an init segment and media segments. Segments are groups of whole
+fragments that break on the grid ``k * segment_duration`` (so every video segment starts
+with an IDR), a trailing sliver shorter than :data:`MIN_TAIL` is merged into the segment
+before it, and each file name carries a hash of its bytes so a CDN may cache it forever.
+The returned :class:`Track` holds the measured sizes, durations and bitrates that the
+manifests and the report use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reelforge.media import mp4
+
+MIN_TAIL = 0.5  # seconds; a shorter last segment is merged into the one before
+HASH_CHARS = 10
+STYP = struct.pack(">I4s4sI4s4s", 24, b"styp", b"msdh", 0, b"msdh", b"msix")
+
+
+@dataclass(frozen=True)
+class IFrame:
+    """Where an I-frame sits inside a segment file, for I-frame playlists."""
+
+    offset: int
+    length: int
+    start: float
+
+
+@dataclass
+class Segment:
+    """One media segment file."""
+
+    name: str
+    start: float
+    duration: float
+    size: int
+    start_ticks: int
+    duration_ticks: int
+    iframes: list[IFrame] = field(default_factory=list)
+
+    @property
+    def bitrate(self) -> float:
+        return self.size * 8 / self.duration if self.duration > 0 else 0.0
+
+
+@dataclass
+class Track:
+    """A packaged CMAF track: an init segment and its media segments."""
+
+    id: str
+    kind: str  # "video" or "audio"
+    directory: str  # relative to the output root, POSIX style
+    init_name: str
+    init_size: int
+    codec: str
+    timescale: int
+    segments: list[Segment]
+    width: int = 0
+    height: int = 0
+    frame_rate: float = 0.0
+    frame_rate_exact: str = ""
+    channels: int = 0
+    sample_rate: int = 0
+    language: str | None = None
+    target_bitrate: int = 0  # bits per second asked of the encoder
+
+    @property
+    def duration(self) -> float:
+        return sum(s.duration for s in self.segments)
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    @property
+    def average_bitrate(self) -> float:
+        """Bits per second over the whole track (media segments only)."""
+        return self.size * 8 / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def peak_bitrate(self) -> float:
+        """The highest bitrate of any one segment."""
+        return max((s.bitrate for s in self.segments), default=0.0)
+
+    def uri(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+
+def content_name(stem: str, data: bytes, suffix: str) -> str:
+    """``stem-<hash>.suffix`` where the hash is the first hex digits of SHA-256(data)."""
+    return f"{stem}-{hashlib.sha256(data).hexdigest()[:HASH_CHARS]}{suffix}"
+
+
+def group_fragments(
+    fragments: list[mp4.Fragment], timescale: int, segment_duration: float
+) -> list[list[mp4.Fragment]]:
+    """Group fragments into segments that break on the ``k * segment_duration`` grid."""
+    tolerance = min(0.25, segment_duration / 4)
+    groups: list[list[mp4.Fragment]] = []
+    next_boundary = 0.0
+    for frag in fragments:
+        start = frag.decode_time / timescale
+        if not groups or start >= next_boundary - tolerance:
+            groups.append([frag])
+            while next_boundary - tolerance <= start:
+                next_boundary += segment_duration
+        else:
+            groups[-1].append(frag)
+    if len(groups) > 1:
+        tail = sum(f.duration for f in groups[-1]) / timescale
+        if tail < MIN_TAIL:
+            groups[-2].extend(groups.pop())
+    return groups
+
+
+def package_track(
+    source: Path,
+    outdir: Path,
+    *,
+    track_id: str,
+    kind: str,
+    segment_duration: float,
+    directory: str | None = None,
+) -> Track:
+    """Write ``source``'s init and media segments under ``outdir/directory``."""
+    parsed = mp4.read_fragmented(source)
+    data = source.read_bytes()
+    directory = directory or f"{kind}/{track_id}"
+    target = outdir / directory
+    target.mkdir(parents=True, exist_ok=True)
+    init = data[: parsed.init_end]
+    init_name = content_name("init", init, ".mp4")
+    (target / init_name).write_bytes(init)
+    ts = parsed.track.timescale
+    segments: list[Segment] = []
+    for number, group in enumerate(group_fragments(parsed.fragments, ts, segment_duration)):
+        body = bytearray(STYP)
+        iframes: list[IFrame] = []
+        for frag in group:
+            at = len(body)
+            body += data[frag.offset : frag.offset + frag.size]
+            if kind == "video" and frag.starts_with_sync:
+                length = frag.first_sample_end - frag.offset
+                iframes.append(IFrame(offset=at, length=length, start=frag.decode_time / ts))
+        name = content_name(f"seg-{number:05d}", bytes(body), ".m4s")
+        (target / name).write_bytes(body)
+        segments.append(
+            Segment(
+                name=name,
+                start=group[0].decode_time / ts,
+                duration=sum(f.duration for f in group) / ts,
+                size=len(body),
+                start_ticks=group[0].decode_time,
+                duration_ticks=sum(f.duration for f in group),
+                iframes=iframes,
+            )
+        )
+    info = parsed.track
+    return Track(
+        id=track_id,
+        kind=kind,
+        directory=directory,
+        init_name=init_name,
+        init_size=len(init),
+        codec=info.codec,
+        timescale=ts,
+        segments=segments,
+        width=info.width,
+        height=info.height,
+    )

@@ -1,0 +1,261 @@
+"""The publish step: one video (or audio) file in, an adaptive CMAF stream out.
+
+Contract: :func:`publish` probes the input, plans the ladder, encodes every rendition in one
+ffmpeg run, cuts CMAF segments with content-hashed names, writes HLS and DASH manifests
+(last), a poster, scrubbing thumbnails, a fast-start MP4 fallback and ``report.json``. All of
+it is built in a temporary sibling of ``output`` and renamed into place at the end: a failed
+or interrupted publish leaves nothing behind, and the input is only ever read.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reelforge import __version__
+from reelforge.errors import InputError
+from reelforge.fsutil import atomic_output_dir, check_output_dir, scratch_dir, write_text_atomic
+from reelforge.media import quality
+from reelforge.media.probe import MediaInfo, probe
+from reelforge.progress import NullProgress, Progress
+from reelforge.video import dash, hls, ladder, thumbnails
+from reelforge.video.encode import AudioSettings, encode_ladder, source_filters
+from reelforge.video.fallback import write_fallback
+from reelforge.video.package import Track, package_track
+from reelforge.video.report import Files, PublishReport, RenditionReport, Settings, Totals
+
+MASTER = "master.m3u8"
+MPD = "manifest.mpd"
+REPORT = "report.json"
+FALLBACK_MAX_HEIGHT = 720
+POSTER_MAX_WIDTH = 1920
+VMAF_MAX_FRAMES = 300  # per rendition; longer inputs are scored on every n-th frame
+
+
+@dataclass
+class PublishOptions:
+    """Everything a publish can be asked to do; the defaults are the recommended ones."""
+
+    rungs: list[ladder.Rung] | None = None  # None: Apple's H.264 ladder
+    ladder_name: str = "apple-hls-h264"
+    segment_duration: float = 4.0
+    preset: str = "balanced"
+    audio_bitrate_kbps: int = 128
+    quality: bool = True
+    poster: bool = True
+    thumbnails: bool = True
+    thumbnail_interval: float | None = None  # None: every keyframe interval, at most ~200
+    fallback: bool = True
+    force: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def validate_options(opts: PublishOptions) -> None:
+    if not 1.0 <= opts.segment_duration <= 30.0:
+        raise InputError(f"--segment-duration must be 1 to 30 s, not {opts.segment_duration:g}")
+    if not 16 <= opts.audio_bitrate_kbps <= 512:
+        raise InputError("--audio-bitrate must be 16 to 512 kb/s")
+
+
+def publish(
+    source: str | Path,
+    output: str | Path,
+    options: PublishOptions | None = None,
+    progress: Progress | None = None,
+) -> PublishReport:
+    """Publish ``source`` into the folder ``output``; returns the report also written there."""
+    opts = options or PublishOptions()
+    progress = progress or NullProgress()
+    source, output = Path(source), Path(output)
+    started = time.monotonic()
+    validate_options(opts)
+    check_output_dir(output, force=opts.force)
+    info = probe(source)
+    if not info.video and not info.audio:
+        raise InputError("has no video or audio stream", path=source)
+    if info.duration <= 0:
+        raise InputError("has no measurable duration", path=source)
+    video = info.video[0] if info.video else None
+    renditions: list[ladder.Rendition] = []
+    if video is not None:
+        renditions = ladder.plan(
+            opts.rungs or list(ladder.APPLE_H264_LADDER),
+            display_width=video.display_width,
+            display_height=video.display_height,
+            source_fps=video.frame_rate,
+        )
+    key_interval = ladder.keyframe_interval(opts.segment_duration)
+    audio_settings = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
+
+    with scratch_dir(output) as work, atomic_output_dir(output, force=opts.force) as out:
+        total_frames = video.frames if video else round(info.duration * 100)
+        fps = video.frame_rate if video else 100.0
+        update = progress.stage("encode", total_frames, "frames")
+        t0 = time.monotonic()
+        encoded = encode_ladder(
+            source,
+            info,
+            renditions,
+            work,
+            keyframe_interval=key_interval,
+            preset=opts.preset,
+            audio=audio_settings,
+            on_progress=lambda s: update(min(total_frames, s * fps)),
+        )
+        update(total_frames)
+        encode_seconds = time.monotonic() - t0
+
+        update = progress.stage("package", len(renditions) + (1 if encoded.audio else 0), "tracks")
+        video_tracks: list[Track] = []
+        for i, r in enumerate(renditions):
+            track = package_track(
+                encoded.video[r.name],
+                out,
+                track_id=r.name,
+                kind="video",
+                segment_duration=opts.segment_duration,
+            )
+            track.frame_rate = r.fps
+            track.frame_rate_exact = _exact_rate(video, r) if video else ""
+            track.target_bitrate = r.bitrate_kbps * 1000
+            video_tracks.append(track)
+            update(i + 1)
+        audio_tracks: list[Track] = []
+        if encoded.audio is not None and audio_settings is not None:
+            a = package_track(
+                encoded.audio,
+                out,
+                track_id=f"aac-{audio_settings.bitrate_kbps}k",
+                kind="audio",
+                segment_duration=opts.segment_duration,
+            )
+            a.channels = audio_settings.channels
+            a.sample_rate = audio_settings.sample_rate
+            a.language = _language(info)
+            a.target_bitrate = audio_settings.bitrate_kbps * 1000
+            audio_tracks.append(a)
+            update(len(renditions) + 1)
+
+        files = Files()
+        if video is not None and opts.poster:
+            img, _ = thumbnails.choose_poster_frame(source, video, info.duration)
+            top = max(video_tracks, key=lambda t: t.width * t.height)
+            img = img.resize((top.width, top.height)) if img.size != (top.width, top.height) else img
+            files.poster = thumbnails.write_poster(img, out, POSTER_MAX_WIDTH)
+        if video is not None and opts.thumbnails and video_tracks:
+            interval = opts.thumbnail_interval or max(key_interval, info.duration / 200)
+            interval = key_interval * max(1, round(interval / key_interval))
+            smallest = min(renditions, key=lambda r: r.width * r.height)
+            sprites = thumbnails.write_sprites(
+                encoded.video[smallest.name], out, duration=info.duration, interval=interval
+            )
+            files.thumbnails_vtt = sprites.vtt
+            files.sprites = sprites.sheets
+        if opts.fallback:
+            fallback_video = None
+            if renditions:
+                fits = [r for r in renditions if r.height <= FALLBACK_MAX_HEIGHT] or renditions
+                best = max(fits, key=lambda r: (r.width * r.height, r.bitrate_kbps))
+                fallback_video = encoded.video[best.name]
+            files.fallback = write_fallback(fallback_video, encoded.audio, out, "fallback")
+
+        vmaf: dict[str, dict] = {}
+        quality_seconds = None
+        if opts.quality and video is not None and renditions:
+            t1 = time.monotonic()
+            vmaf = _score(source, info, renditions, encoded.video, work, progress)
+            quality_seconds = time.monotonic() - t1
+
+        # Manifests last: nothing references a file before it exists.
+        for track in [*video_tracks, *audio_tracks]:
+            hls.write_track_playlists(out, track)
+        write_text_atomic(out / MPD, dash.build_mpd(
+            video_tracks, audio_tracks, min_buffer=opts.segment_duration))  # fmt: skip
+        write_text_atomic(out / MASTER, hls.multivariant_playlist(video_tracks, audio_tracks))
+        files.hls, files.dash = MASTER, MPD
+
+        report = PublishReport(
+            reelforge_version=__version__,
+            input=str(source),
+            output=str(output),
+            settings=Settings(
+                segment_duration=opts.segment_duration,
+                keyframe_interval=round(key_interval, 6),
+                preset=opts.preset,
+                audio_bitrate_kbps=opts.audio_bitrate_kbps,
+                ladder=opts.ladder_name,
+            ),
+            source=info.model_dump(),
+            renditions=[_rendition_report(t, vmaf.get(t.id)) for t in video_tracks + audio_tracks],
+            files=files,
+            totals=Totals(
+                size_bytes=sum(t.size + t.init_size for t in video_tracks + audio_tracks),
+                media_duration=round(info.duration, 3),
+                encode_seconds=round(encode_seconds, 3),
+                encode_speed_x_realtime=round(info.duration / max(encode_seconds, 1e-6), 3),
+                quality_seconds=round(quality_seconds, 3) if quality_seconds else None,
+                wall_seconds=round(time.monotonic() - started, 3),
+            ),
+            notes=list(opts.notes),
+        )
+        write_text_atomic(out / REPORT, report.model_dump_json(indent=2))
+    return report
+
+
+def _exact_rate(video, r: ladder.Rendition) -> str:
+    num, den = (int(x) for x in video.frame_rate_exact.split("/"))
+    if r.fps_filter and r.fps_filter.startswith("framestep="):
+        den *= int(r.fps_filter.split("=")[1])
+    elif r.fps_filter:
+        return f"{r.fps:g}"
+    g = math.gcd(num, den)
+    return f"{num // g}/{den // g}" if den // g != 1 else str(num // g)
+
+
+def _language(info: MediaInfo) -> str | None:
+    lang = info.audio[0].language if info.audio else None
+    return lang if lang and lang != "und" else None
+
+
+def _score(source, info, renditions, encoded, work, progress) -> dict[str, dict]:
+    video = info.video[0]
+    frames = video.frames
+    subsample = max(1, math.ceil(frames / VMAF_MAX_FRAMES))
+    update = progress.stage("quality (VMAF)", frames, "frames")
+    scores = quality.vmaf_many(
+        source,
+        [quality.Distorted(encoded[r.name], r.fps_filter) for r in renditions],
+        width=video.display_width - video.display_width % 2,
+        height=video.display_height - video.display_height % 2,
+        workdir=work,
+        reference_filters=source_filters(video)[:-1] + [f"fps={video.frame_rate_exact}"],
+        subsample=subsample,
+        on_progress=lambda s: update(min(frames, s * video.frame_rate)),
+    )
+    update(frames)
+    return {r.name: s.as_dict() for r, s in zip(renditions, scores, strict=True)}
+
+
+def _rendition_report(t: Track, vmaf: dict | None) -> RenditionReport:
+    avg, peak = t.average_bitrate, t.peak_bitrate
+    return RenditionReport(
+        name=t.id,
+        kind=t.kind,
+        codec=t.codec,
+        width=t.width,
+        height=t.height,
+        frame_rate=t.frame_rate,
+        channels=t.channels,
+        sample_rate=t.sample_rate,
+        target_kbps=t.target_bitrate // 1000,
+        size_bytes=t.size + t.init_size,
+        segments=len(t.segments),
+        duration=round(t.duration, 3),
+        average_kbps=round(avg / 1000, 1),
+        peak_kbps=round(peak / 1000, 1),
+        peak_to_average=round(peak / avg, 3) if avg else 0.0,
+        playlist=t.uri("playlist.m3u8"),
+        vmaf=vmaf,
+    )

@@ -1,0 +1,65 @@
+"""The JSON report a publish writes (``report.json``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class RenditionReport(BaseModel):
+    name: str
+    kind: str
+    codec: str
+    width: int = 0
+    height: int = 0
+    frame_rate: float = 0.0
+    channels: int = 0
+    sample_rate: int = 0
+    target_kbps: int
+    size_bytes: int
+    segments: int
+    duration: float
+    average_kbps: float
+    peak_kbps: float
+    peak_to_average: float
+    playlist: str
+    vmaf: dict[str, float | int] | None = None
+
+
+class Files(BaseModel):
+    hls: str | None = None
+    dash: str | None = None
+    poster: dict[str, str] = {}
+    thumbnails_vtt: str | None = None
+    sprites: list[str] = []
+    fallback: str | None = None
+
+
+class Totals(BaseModel):
+    size_bytes: int
+    media_duration: float
+    encode_seconds: float
+    encode_speed_x_realtime: float
+    quality_seconds: float | None = None
+    wall_seconds: float
+
+
+class Settings(BaseModel):
+    segment_duration: float
+    keyframe_interval: float
+    preset: str
+    audio_bitrate_kbps: int
+    ladder: str
+
+
+class PublishReport(BaseModel):
+    """What was published, measured from the files written."""
+
+    reelforge_version: str
+    input: str
+    output: str
+    settings: Settings
+    source: dict
+    renditions: list[RenditionReport]
+    files: Files
+    totals: Totals
+    notes: list[str] = []
