@@ -255,7 +255,7 @@ def summary_rows(info: MediaInfo) -> list[tuple[str, str]]:
     for v in info.video:
         kf = f"{v.keyframe_interval:.2f} s (max {v.keyframe_interval_max:.2f} s)" if (
             v.keyframe_interval
-        ) else "unknown"
+        ) else "single keyframe or unknown"
         rows += [
             (f"video #{v.index}", f"{v.codec} {v.profile or ''}".strip()),
             ("  size", f"{v.width}x{v.height}, SAR {v.sample_aspect_ratio}, "

@@ -23,6 +23,7 @@ HIGH_RUNG_MAX_FPS = 60.0
 MAXRATE_FACTOR = 1.5  # VBV peak rate relative to the average target
 BUFSIZE_FACTOR = 1.5  # VBV buffer, in seconds of the average target
 MIN_EXTRA_PIXELS = 1.15  # a source-sized top rung must add this much over the largest rung
+SAME_SIZE_STEP = 1.3  # or, at about the same size, this much more bitrate
 
 
 class Rung(BaseModel):
@@ -112,13 +113,15 @@ def plan(
             if clamped:
                 continue
             clamped = True
-            largest = max((r.width * r.height for r in out), default=0)
-            if out and src_w * src_h < largest * MIN_EXTRA_PIXELS:
-                continue
-            ratio = (src_w * src_h) / (w * h)
-            floor = out[-1].bitrate_kbps * 1.2 if out else 0
+            bitrate = int(rung.bitrate_kbps * (src_w * src_h) / (w * h))
             w, h = src_w, src_h
-            bitrate = int(max(rung.bitrate_kbps * ratio, floor))
+            largest = max(out, key=lambda r: r.width * r.height, default=None)
+            if largest is not None and w * h < largest.width * largest.height * MIN_EXTRA_PIXELS:
+                # About the size of a rung we have: worth it only as a clearly richer copy.
+                if bitrate < largest.bitrate_kbps * SAME_SIZE_STEP:
+                    continue
+            elif out:
+                bitrate = max(bitrate, int(out[-1].bitrate_kbps * SAME_SIZE_STEP))
         if (w, h) in sizes_seen and any(
             r.width == w and r.height == h and r.bitrate_kbps == bitrate for r in out
         ):

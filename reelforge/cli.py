@@ -1,0 +1,231 @@
+"""The ``reelforge`` command line: a thin shell over the library.
+
+Every command prints a human summary by default and machine-readable JSON with ``--json``.
+User errors print one line naming the file and the problem and exit with code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reelforge import __version__
+from reelforge.console import err_console, out_console, progress_bars
+from reelforge.errors import Cancelled, InputError, ReelforgeError
+
+app = typer.Typer(
+    name="reelforge",
+    help="Prepare video, voice and talking heads for fast, natural playback.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_state = {"debug": False}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"reelforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def probe(
+    file: Annotated[Path, typer.Argument(help="Media file to describe.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe a media file: container, streams, keyframes, fast-start layout."""
+    from reelforge.media.probe import probe as probe_file
+    from reelforge.media.probe import summary_rows
+
+    info = probe_file(file)
+    if as_json:
+        print(info.model_dump_json(indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for label, value in summary_rows(info):
+        table.add_row(f"[bold]{label}[/]", value)
+    out_console.print(table)
+
+
+@app.command()
+def publish(
+    input: Annotated[Path, typer.Argument(help="Video or audio file to publish.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created).")],
+    ladder: Annotated[
+        Path | None,
+        typer.Option("--ladder", help="JSON file of rungs (width, height, bitrate_kbps)."),
+    ] = None,
+    segment_duration: Annotated[
+        float, typer.Option("--segment-duration", help="Target segment length in seconds.")
+    ] = 4.0,
+    preset: Annotated[
+        str, typer.Option("--preset", help="Encoder speed: fast, balanced or best.")
+    ] = "balanced",
+    audio_bitrate: Annotated[
+        int, typer.Option("--audio-bitrate", help="AAC bitrate in kb/s.")
+    ] = 128,
+    quality: Annotated[
+        bool, typer.Option("--quality/--no-quality", help="Score every rendition with VMAF.")
+    ] = True,
+    thumbnails: Annotated[
+        bool, typer.Option("--thumbnails/--no-thumbnails", help="Poster and scrubbing sprites.")
+    ] = True,
+    fallback: Annotated[
+        bool, typer.Option("--fallback/--no-fallback", help="Fast-start MP4 fallback.")
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish a video as an adaptive CMAF stream (HLS + DASH) with poster and fallback."""
+    from reelforge.video import ladder as ladder_mod
+    from reelforge.video.publish import PublishOptions
+    from reelforge.video.publish import publish as run_publish
+
+    if preset not in ("fast", "balanced", "best"):
+        raise InputError(f"--preset must be fast, balanced or best, not {preset!r}")
+    rungs = ladder_mod.load_ladder_file(ladder) if ladder else None
+    opts = PublishOptions(
+        rungs=rungs,
+        ladder_name=str(ladder) if ladder else "apple-hls-h264",
+        segment_duration=segment_duration,
+        preset=preset,
+        audio_bitrate_kbps=audio_bitrate,
+        quality=quality,
+        poster=thumbnails,
+        thumbnails=thumbnails,
+        fallback=fallback,
+        force=force,
+    )
+    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
+        report = run_publish(input, output, opts, bars)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    _print_publish_summary(report)
+
+
+def _print_publish_summary(report) -> None:
+    table = Table(title=f"Published {report.input} → {report.output}")
+    for col in ("rendition", "codec", "size", "fps", "avg kb/s", "peak kb/s", "peak/avg", "VMAF"):
+        table.add_column(col, justify="right" if col not in ("rendition", "codec") else "left")
+    for r in report.renditions:
+        size = f"{r.width}x{r.height}" if r.kind == "video" else f"{r.channels} ch"
+        vmaf = f"{r.vmaf['mean']:.1f}" if r.vmaf else "-"
+        fps = f"{r.frame_rate:g}" if r.kind == "video" else "-"
+        table.add_row(
+            r.name, r.codec, size, fps, f"{r.average_kbps:.0f}", f"{r.peak_kbps:.0f}",
+            f"{r.peak_to_average:.2f}", vmaf,
+        )  # fmt: skip
+    out_console.print(table)
+    t = report.totals
+    out_console.print(
+        f"{t.size_bytes / 1e6:.1f} MB for {t.media_duration:.1f} s; encode {t.encode_seconds:.1f} s "
+        f"({t.encode_speed_x_realtime:.2f}x real time); wall {t.wall_seconds:.1f} s"
+    )
+    out_console.print(f"HLS: {report.output}/{report.files.hls}   DASH: {report.output}/{report.files.dash}")
+    out_console.print(f"Watch it: reelforge serve {report.output}")
+
+
+@app.command()
+def serve(
+    root: Annotated[Path, typer.Argument(help="A published folder, or a folder of them.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    server: Annotated[str, typer.Option("--server", help="granian or uvicorn.")] = "granian",
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve published streams with a player page; prints the URL where they play."""
+    from reelforge.delivery.server import SERVERS
+    from reelforge.delivery.server import serve as run_server
+
+    if not root.is_dir():
+        raise InputError("is not a folder", path=root)
+    if server not in SERVERS:
+        raise InputError(f"--server must be one of {', '.join(SERVERS)}")
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    if as_json:
+        print(json.dumps({"url": url, "root": str(root.resolve()), "server": server}), flush=True)
+    else:
+        out_console.print(f"Serving {root} at [bold]{url}[/] (Ctrl-C to stop)")
+        sys.stdout.flush()
+    run_server(root, host=host, port=port, server=server)
+
+
+@app.command()
+def sample(
+    output: Annotated[Path, typer.Argument(help="MP4 file to write.")],
+    duration: Annotated[float, typer.Option("--duration", help="Seconds.")] = 12.0,
+    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT.")] = "1280x720",
+    fps: Annotated[int, typer.Option("--fps", help="Frames per second.")] = 30,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Add a tone.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a sample clip from ffmpeg's test sources (pattern, timecode, tone)."""
+    from reelforge.media.sample import make_sample
+
+    try:
+        width, height = (int(x) for x in size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must look like 1280x720, not {size!r}") from None
+    make_sample(output, duration=duration, width=width, height=height, fps=fps, audio=audio)
+    if as_json:
+        print(json.dumps({"output": str(output), "duration": duration, "size": size}))
+    else:
+        out_console.print(f"Wrote {output}")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: run the app, turning errors into one line and an exit code."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        app(standalone_mode=False)
+    except ReelforgeError as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err = Cancelled("interrupted; partial output removed")
+        err_console.print(f"[red]error:[/] {err}", soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, EOFError):
+        sys.exit(130)
+    except Exception as exc:  # usage errors arrive here in non-standalone mode
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Settings read from the environment (``REELFORGE_*``), in one place.
+
+Contract: :func:`load` returns a frozen :class:`Config`; nothing else in the package reads
+``os.environ`` for ReelForge settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Config:
+    serve_root: Path | None
+    player_assets: Path | None
+    manifest_max_age: int
+
+
+def _find_player_assets() -> Path | None:
+    """The folder holding ``hls.js/dist/hls.min.js``: set-up installs it with npm."""
+    override = os.environ.get("REELFORGE_PLAYER_ASSETS")
+    candidates = [Path(override)] if override else []
+    candidates += [PACKAGE_DIR.parent / "node_modules", Path.cwd() / "node_modules"]
+    for c in candidates:
+        if (c / "hls.js" / "dist" / "hls.min.js").is_file():
+            return c
+    return None
+
+
+def load() -> Config:
+    root = os.environ.get("REELFORGE_SERVE_ROOT")
+    return Config(
+        serve_root=Path(root) if root else None,
+        player_assets=_find_player_assets(),
+        manifest_max_age=int(os.environ.get("REELFORGE_MANIFEST_MAX_AGE", "60")),
+    )

@@ -1,0 +1,1 @@
+"""Serving published media: the origin app, cache policy, player page."""

@@ -1,0 +1,117 @@
+"""The origin: a Starlette app that serves published streams and a player page.
+
+Contract: ``/media/<path>`` serves files under the root (GET and HEAD, single byte ranges,
+ETag/Last-Modified validators, streaming MIME types, Cache-Control by asset class, CORS);
+``/`` shows the player for a stream at the root, or a list of the streams found one level
+down (``/watch/<name>``); ``/player/`` serves hls.js as installed by set-up. Paths outside
+the root are never served.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from reelforge import config
+from reelforge.delivery.cache import cache_control, register_mime_types
+
+TEMPLATE = Path(__file__).with_name("templates") / "player.html"
+MASTER = "master.m3u8"
+
+
+class MediaFiles(StaticFiles):
+    """StaticFiles with a Cache-Control header per asset class."""
+
+    def __init__(self, *, directory: Path, manifest_max_age: int) -> None:
+        super().__init__(directory=directory, follow_symlink=False)
+        self.manifest_max_age = manifest_max_age
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code in (200, 206, 304):
+            response.headers["Cache-Control"] = cache_control(path, self.manifest_max_age)
+        return response
+
+
+def _streams(root: Path) -> list[str]:
+    return sorted(p.parent.name for p in root.glob(f"*/{MASTER}"))
+
+
+def _player_page(stream_prefix: str, title: str, root: Path, has_hlsjs: bool) -> str:
+    report_path = root / stream_prefix / "report.json" if stream_prefix else root / "report.json"
+    poster = ""
+    if report_path.is_file():
+        files = json.loads(report_path.read_text()).get("files", {})
+        jpeg = files.get("poster", {}).get("jpeg")
+        if jpeg:
+            poster = f"/media/{stream_prefix + '/' if stream_prefix else ''}{jpeg}"
+    base = f"/media/{stream_prefix + '/' if stream_prefix else ''}"
+    page = TEMPLATE.read_text(encoding="utf-8")
+    return (
+        page.replace("{{TITLE}}", html.escape(title))
+        .replace("{{MASTER}}", html.escape(base + MASTER))
+        .replace("{{MPD}}", html.escape(base + "manifest.mpd"))
+        .replace("{{POSTER}}", html.escape(poster))
+        .replace("{{HLSJS}}", "/player/hls.js/dist/hls.min.js" if has_hlsjs else "")
+    )
+
+
+def create_app(root: str | Path | None = None) -> Starlette:
+    """Build the origin for the folder ``root`` (default: ``REELFORGE_SERVE_ROOT``)."""
+    register_mime_types()
+    cfg = config.load()
+    root = Path(root) if root is not None else cfg.serve_root
+    if root is None or not root.is_dir():
+        raise ValueError(f"serve root is not a folder: {root}")
+    root = root.resolve()
+    has_hlsjs = cfg.player_assets is not None
+
+    async def index(request: Request) -> Response:
+        if (root / MASTER).is_file():
+            return HTMLResponse(_player_page("", root.name, root, has_hlsjs))
+        items = "".join(
+            f'<li><a href="/watch/{html.escape(n)}">{html.escape(n)}</a></li>' for n in _streams(root)
+        )
+        return HTMLResponse(
+            f"<!doctype html><title>ReelForge</title><h1>Streams</h1><ul>{items or 'none'}</ul>"
+        )
+
+    async def watch(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in _streams(root):
+            raise HTTPException(404, "no such stream")
+        return HTMLResponse(_player_page(name, name, root, has_hlsjs))
+
+    routes = [
+        Route("/", index, methods=["GET", "HEAD"]),
+        Route("/watch/{name}", watch, methods=["GET", "HEAD"]),
+        Mount("/media", MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age)),
+    ]
+    if cfg.player_assets is not None:
+        routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=["*"],
+            allow_methods=["GET", "HEAD", "OPTIONS"],
+            allow_headers=["Range"],
+            expose_headers=["Content-Length", "Content-Range", "ETag"],
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def app_from_env() -> Starlette:
+    """Factory for ASGI servers started by import path (root from ``REELFORGE_SERVE_ROOT``)."""
+    return create_app()

@@ -1,0 +1,35 @@
+"""Run the origin on an ASGI server.
+
+Contract: :func:`serve` blocks serving ``root`` on ``host:port`` with granian (default: it
+sends files itself through the ASGI pathsend extension) or uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SERVERS = ("granian", "uvicorn")
+APP_FACTORY = "reelforge.delivery.app:app_from_env"
+
+
+def serve(root: Path, *, host: str, port: int, server: str = "granian") -> None:
+    os.environ["REELFORGE_SERVE_ROOT"] = str(root.resolve())
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(
+            APP_FACTORY,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            factory=True,
+            log_level="warning",
+        ).serve()
+    elif server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(APP_FACTORY, host=host, port=port, factory=True, log_level="warning")
+    else:
+        raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
