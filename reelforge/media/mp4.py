@@ -146,6 +146,7 @@ class Fragment:
     samples: int
     starts_with_sync: bool
     first_sample_end: int  # offset just past the first sample's data (for I-frame byte ranges)
+    first_composition_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def _read_fragment(data: bytes, moof: Box, mdat: Box, track: TrackInfo) -> Fragm
     durations: list[int] = []
     sizes: list[int] = []
     first_flags: int | None = None
+    first_cto = 0
     data_offset = 0
     for box in iter_boxes(data, traf.body, traf.end):
         ver_flags = struct.unpack_from(">I", data, box.body)[0]
@@ -249,6 +251,8 @@ def _read_fragment(data: bytes, moof: Box, mdat: Box, track: TrackInfo) -> Fragm
                     sflags = struct.unpack_from(">I", data, p)[0]
                     p += 4
                 if flags & 0x800:
+                    if n == 0 and not durations:
+                        first_cto = struct.unpack_from(">i" if version else ">I", data, p)[0]
                     p += 4
                 if n == 0 and first_flags is None:
                     first_flags = sflags
@@ -265,7 +269,37 @@ def _read_fragment(data: bytes, moof: Box, mdat: Box, track: TrackInfo) -> Fragm
         samples=len(durations),
         starts_with_sync=not (first_flags & NON_SYNC_FLAG),
         first_sample_end=first_data + (sizes[0] if sizes else 0),
+        first_composition_offset=first_cto,
     )
+
+
+def shift_composition_offsets(buf: bytearray, moof_at: int, shift: int) -> None:
+    """Subtract ``shift`` from every sample's composition offset in the moof at ``moof_at``.
+
+    The ``trun`` boxes are rewritten in place as version 1 (signed offsets); sizes do not
+    change. Used so that a video track's first presented frame starts at its decode time,
+    as CMAF asks, instead of being delayed by the encoder's reordering depth.
+    """
+    moof = next(iter_boxes(buf, moof_at, moof_at + struct.unpack_from(">I", buf, moof_at)[0]))
+    for traf in iter_boxes(buf, moof.body, moof.end):
+        if traf.type != b"traf":
+            continue
+        for box in iter_boxes(buf, traf.body, traf.end):
+            if box.type != b"trun":
+                continue
+            ver_flags = struct.unpack_from(">I", buf, box.body)[0]
+            version, flags = ver_flags >> 24, ver_flags & 0xFFFFFF
+            if not flags & 0x800:
+                continue
+            count = struct.unpack_from(">I", buf, box.body + 4)[0]
+            p = box.body + 8 + (4 if flags & 0x1 else 0) + (4 if flags & 0x4 else 0)
+            per_sample = 4 * sum(bool(flags & f) for f in (0x100, 0x200, 0x400, 0x800))
+            cto_at = 4 * sum(bool(flags & f) for f in (0x100, 0x200, 0x400))
+            for n in range(count):
+                at = p + n * per_sample + cto_at
+                value = struct.unpack_from(">i" if version else ">I", buf, at)[0]
+                struct.pack_into(">i", buf, at, value - shift)
+            struct.pack_into(">I", buf, box.body, (1 << 24) | flags)
 
 
 def read_track_info(data: bytes, moov: Box) -> TrackInfo:

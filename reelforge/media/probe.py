@@ -174,7 +174,7 @@ def _video_info(container, stream) -> VideoStreamInfo:
     if rotation in (90, 270):
         disp_w, disp_h = disp_h, disp_w
     dar = Fraction(disp_w, disp_h) if disp_h else Fraction(0)
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
+    rate = _nominal_rate(stream)
     bit_depth = None
     if pix_fmt:
         try:
@@ -207,6 +207,19 @@ def _video_info(container, stream) -> VideoStreamInfo:
         keyframe_interval=kf_mean,
         keyframe_interval_max=kf_max,
     )
+
+
+def _nominal_rate(stream) -> Fraction:
+    """The frame rate the video was made at.
+
+    The stream's nominal rate (``r_frame_rate``) when it is plausible and within 10% of the
+    average; otherwise the average. Gaps in timestamps (joined clips, dropped frames) pull
+    the average down, and the nominal rate is what the encoder should produce.
+    """
+    avg, nominal = stream.average_rate, stream.guessed_rate or stream.base_rate
+    if nominal and 1 <= nominal <= 120 and (not avg or abs(nominal / avg - 1) <= 0.1):
+        return nominal
+    return avg or nominal or Fraction(25)
 
 
 def _first_frame(container, stream):

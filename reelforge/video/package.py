@@ -138,6 +138,8 @@ def package_track(
     init_name = content_name("init", init, ".mp4")
     (target / init_name).write_bytes(init)
     ts = parsed.track.timescale
+    # Present the first frame at its decode time (CMAF): remove the B-frame reorder delay.
+    shift = parsed.fragments[0].first_composition_offset if parsed.fragments else 0
     segments: list[Segment] = []
     for number, group in enumerate(group_fragments(parsed.fragments, ts, segment_duration)):
         body = bytearray(STYP)
@@ -145,6 +147,8 @@ def package_track(
         for frag in group:
             at = len(body)
             body += data[frag.offset : frag.offset + frag.size]
+            if shift:
+                mp4.shift_composition_offsets(body, at, shift)
             if kind == "video" and frag.starts_with_sync:
                 length = frag.first_sample_end - frag.offset
                 iframes.append(IFrame(offset=at, length=length, start=frag.decode_time / ts))

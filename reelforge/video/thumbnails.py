@@ -182,14 +182,18 @@ def write_sprites(
         stream.codec_context.skip_frame = "NONKEY"
         for frame in container.decode(stream):
             t = float(frame.pts * stream.time_base) if frame.pts is not None else next_t
-            if t + 1e-3 < next_t:
+            if t < next_t - interval / 4:
                 continue
             img = frame.to_image()
             th = max(2, round(img.height * tile_width / img.width / 2) * 2)
             tiles.append((t, img.resize((tile_width, th), Image.Resampling.LANCZOS)))
-            next_t = t + interval
+            while next_t <= t + interval / 4:
+                next_t += interval
     if not tiles:
         raise ValueError(f"{rendition}: no keyframes to make thumbnails from")
+    # The first frame is presented at time zero (the encoder's reorder delay is not content).
+    offset = tiles[0][0]
+    tiles = [(t - offset, img) for t, img in tiles]
     tile_h = tiles[0][1].height
     per_sheet = columns * rows
     (outdir / sheet_dir).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,91 @@
+"""Shared fixtures: real media from ../shared/media, and streams published once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reelforge.media import ffmpeg
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = Path(os.environ.get("REELFORGE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
+CLI = [sys.executable, "-m", "reelforge.cli"]
+
+TEST_LADDER = [
+    {"width": 416, "height": 234, "bitrate_kbps": 145},
+    {"width": 640, "height": 360, "bitrate_kbps": 365},
+    {"width": 960, "height": 540, "bitrate_kbps": 2000},
+    {"width": 1280, "height": 720, "bitrate_kbps": 3000},
+]
+
+
+def media(relative: str) -> Path:
+    """A file from the shared test media; skips the test (saying why) when it is absent."""
+    path = MEDIA / relative
+    if not path.is_file():
+        pytest.skip(f"test media not found: {path} (set REELFORGE_TEST_MEDIA)")
+    return path
+
+
+def run_cli(*args: str | Path, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def run_ffmpeg(*args: str | Path) -> None:
+    subprocess.run(
+        [ffmpeg.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)],
+        check=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def publish_json(src: Path, out: Path, *extra: str) -> dict:
+    result = run_cli("publish", src, "-o", out, "--preset", "fast", "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def ladder_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ladder") / "ladder.json"
+    path.write_text(json.dumps({"rungs": TEST_LADDER}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def talk_source(tmp_path_factory) -> Path:
+    """A 720p talking head with AAC audio, looped to about 11.6 s (stream copy)."""
+    src = media("video/obama_weekly_answers.mp4")
+    out = tmp_path_factory.mktemp("src") / "talk.mp4"
+    run_ffmpeg("-stream_loop", "2", "-i", src, "-c", "copy", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def talk(tmp_path_factory, talk_source, ladder_file) -> tuple[Path, dict]:
+    """The talking head published with a 4-rung ladder, 4 s segments, VMAF on."""
+    out = tmp_path_factory.mktemp("pub") / "talk"
+    report = publish_json(talk_source, out, "--ladder", ladder_file)
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory) -> tuple[Path, dict]:
+    """A film clip with shot cuts and no audio, default ladder, 2 s segments."""
+    src = media("video/tears_of_steel_360p_10s.mp4")
+    out = tmp_path_factory.mktemp("pub") / "scenes"
+    report = publish_json(src, out, "--segment-duration", "2", "--no-quality")
+    return out, report
