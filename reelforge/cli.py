@@ -140,10 +140,13 @@ def _print_publish_summary(report) -> None:
     out_console.print(table)
     t = report.totals
     out_console.print(
-        f"{t.size_bytes / 1e6:.1f} MB for {t.media_duration:.1f} s; encode {t.encode_seconds:.1f} s "
+        f"{t.size_bytes / 1e6:.1f} MB for {t.media_duration:.1f} s; "
+        f"encode {t.encode_seconds:.1f} s "
         f"({t.encode_speed_x_realtime:.2f}x real time); wall {t.wall_seconds:.1f} s"
     )
-    out_console.print(f"HLS: {report.output}/{report.files.hls}   DASH: {report.output}/{report.files.dash}")
+    out_console.print(
+        f"HLS: {report.output}/{report.files.hls}   DASH: {report.output}/{report.files.dash}"
+    )
     out_console.print(f"Watch it: reelforge serve {report.output}")
 
 
@@ -202,8 +205,12 @@ def _raise_interrupt(signum, frame) -> None:
 def main() -> None:
     """Entry point: run the app, turning errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if code == Cancelled.exit_code:  # Typer turns KeyboardInterrupt into this exit code
+            raise KeyboardInterrupt
+        sys.exit(code if isinstance(code, int) else 0)
     except ReelforgeError as exc:
         if _state["debug"]:
             raise

@@ -32,7 +32,7 @@ class MediaError(ReelforgeError):
     exit_code = 1
 
 
-class Cancelled(ReelforgeError):
+class Cancelled(ReelforgeError):  # noqa: N818 (reads as a state, like KeyboardInterrupt)
     """The run was interrupted (Ctrl-C or SIGTERM); partial outputs were removed."""
 
     exit_code = 130

@@ -10,7 +10,6 @@ it was.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -42,11 +41,11 @@ def atomic_output_dir(target: Path, *, force: bool = False) -> Iterator[Path]:
         yield tmp
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-            os.rename(tmp, target)
+            target.rename(old)
+            tmp.rename(target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.rename(tmp, target)
+            tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -68,4 +67,4 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary sibling and rename it over ``path``."""
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)

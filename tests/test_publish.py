@@ -10,7 +10,6 @@ from pathlib import Path
 import av
 import m3u8
 import numpy as np
-import pytest
 from mpegdash.parser import MPEGDASHParser
 from PIL import Image
 from streams import (
@@ -32,7 +31,7 @@ def variants(out: Path) -> m3u8.M3U8:
 
 
 def test_master_playlist_lists_every_rung_with_required_attributes(talk):
-    out, report = talk
+    out, _report = talk
     master = variants(out)
     text = (out / "master.m3u8").read_text()
     assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
@@ -292,7 +291,7 @@ def test_report_has_measurements_and_vmaf(talk):
 
 
 def test_no_audio_source_publishes_video_only(scenes):
-    out, report = scenes
+    out, _report = scenes
     master = variants(out)
     assert not [m for m in master.media if m.type == "AUDIO"]
     for p in master.playlists:

@@ -81,7 +81,8 @@ def create_app(root: str | Path | None = None) -> Starlette:
         if (root / MASTER).is_file():
             return HTMLResponse(_player_page("", root.name, root, has_hlsjs))
         items = "".join(
-            f'<li><a href="/watch/{html.escape(n)}">{html.escape(n)}</a></li>' for n in _streams(root)
+            f'<li><a href="/watch/{html.escape(n)}">{html.escape(n)}</a></li>'
+            for n in _streams(root)
         )
         return HTMLResponse(
             f"<!doctype html><title>ReelForge</title><h1>Streams</h1><ul>{items or 'none'}</ul>"

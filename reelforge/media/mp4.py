@@ -325,7 +325,9 @@ def read_track_info(data: bytes, moov: Box) -> TrackInfo:
     default_duration = default_flags = 0
     if trex is not None:
         _, _, _, default_duration, _, default_flags = struct.unpack_from(">IIIIII", data, trex.body)
-    return TrackInfo(handler, timescale, kind, codec, width, height, default_duration, default_flags)
+    return TrackInfo(
+        handler, timescale, kind, codec, width, height, default_duration, default_flags
+    )
 
 
 def codec_string(data: bytes, entry: Box, children_at: int) -> str:

@@ -7,6 +7,7 @@ truncated, not media). It never modifies the file.
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,8 +25,10 @@ TRANSFER_NAMES = {
     9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1",
     14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67",
 }  # fmt: skip
-PRIMARIES_NAMES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-                   8: "film", 9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432"}  # fmt: skip
+PRIMARIES_NAMES = {
+    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+    8: "film", 9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432",
+}  # fmt: skip
 FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 HDR_TRANSFERS = {"smpte2084", "arib-std-b67"}
 
@@ -165,7 +168,7 @@ def _video_info(container, stream) -> VideoStreamInfo:
     pix_fmt = cc.pix_fmt
     first = _first_frame(container, stream)
     if first is not None:
-        rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
+        rotation = round(getattr(first, "rotation", 0) or 0) % 360
         pix_fmt = pix_fmt or first.format.name
     sar = _ratio(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     width, height = cc.width, cc.height
@@ -250,7 +253,7 @@ def _keyframe_interval(container, stream) -> tuple[float | None, float | None]:
     times.sort()
     if len(times) < 2:
         return None, None
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     return round(sum(gaps) / len(gaps), 3), round(max(gaps), 3)
 
 
@@ -266,9 +269,11 @@ def summary_rows(info: MediaInfo) -> list[tuple[str, str]]:
     if info.fast_start is not None:
         rows.append(("fast start", "yes (moov before mdat)" if info.fast_start else "no"))
     for v in info.video:
-        kf = f"{v.keyframe_interval:.2f} s (max {v.keyframe_interval_max:.2f} s)" if (
-            v.keyframe_interval
-        ) else "single keyframe or unknown"
+        kf = (
+            f"{v.keyframe_interval:.2f} s (max {v.keyframe_interval_max:.2f} s)"
+            if (v.keyframe_interval)
+            else "single keyframe or unknown"
+        )
         rows += [
             (f"video #{v.index}", f"{v.codec} {v.profile or ''}".strip()),
             ("  size", f"{v.width}x{v.height}, SAR {v.sample_aspect_ratio}, "

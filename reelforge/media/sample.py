@@ -6,7 +6,6 @@ timecode and a tone, to a temporary sibling first and then renames it into place
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from reelforge.errors import InputError
@@ -35,7 +34,7 @@ def make_sample(
     args += ["-movflags", "+faststart", str(tmp)]
     try:
         ffmpeg.run(args, subject=output)
-        os.replace(tmp, output)
+        tmp.replace(output)
     finally:
         tmp.unlink(missing_ok=True)
     return output

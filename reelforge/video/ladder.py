@@ -66,7 +66,7 @@ class Rendition(BaseModel):
 
 
 def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
+    return max(2, round(x / 2) * 2)
 
 
 def fit(box_w: int, box_h: int, disp_w: int, disp_h: int) -> tuple[int, int]:

@@ -142,7 +142,9 @@ def publish(
         if video is not None and opts.poster:
             img, _ = thumbnails.choose_poster_frame(source, video, info.duration)
             top = max(video_tracks, key=lambda t: t.width * t.height)
-            img = img.resize((top.width, top.height)) if img.size != (top.width, top.height) else img
+            img = (
+                img.resize((top.width, top.height)) if img.size != (top.width, top.height) else img
+            )
             files.poster = thumbnails.write_poster(img, out, POSTER_MAX_WIDTH)
         if video is not None and opts.thumbnails and video_tracks:
             interval = opts.thumbnail_interval or max(key_interval, info.duration / 200)
@@ -230,7 +232,7 @@ def _score(source, info, renditions, encoded, work, progress) -> dict[str, dict]
         width=video.display_width - video.display_width % 2,
         height=video.display_height - video.display_height % 2,
         workdir=work,
-        reference_filters=source_filters(video)[:-1] + [f"fps={video.frame_rate_exact}"],
+        reference_filters=[*source_filters(video)[:-1], f"fps={video.frame_rate_exact}"],
         subsample=subsample,
         on_progress=lambda s: update(min(frames, s * video.frame_rate)),
     )

@@ -1,0 +1,118 @@
+"""Bad input: one line naming the file and the problem, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLI, media, run_cli, run_ffmpeg
+
+
+def _assert_refused(result, *needles: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def _nothing_written(parent: Path, before: set[str]) -> None:
+    assert {p.name for p in parent.iterdir()} == before
+
+
+def _publish(src: Path, out: Path, *extra: str):
+    return run_cli("publish", src, "-o", out, "--preset", "fast", *extra)
+
+
+def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
+    text = tmp / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    empty = tmp / "empty.mp4"
+    empty.touch()
+    half = tmp / "half.mp4"
+    whole = media("video/obama_weekly_answers.mp4").read_bytes()
+    half.write_bytes(whole[: len(whole) // 2])
+    subs = tmp / "subs.srt"
+    subs.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    no_av = tmp / "subtitles-only.mkv"
+    run_ffmpeg("-i", subs, "-c:s", "srt", no_av)
+    subs.unlink()
+    return {
+        "missing": (tmp / "nope.mp4", "no such file"),
+        "directory": (tmp / "adir", "is a directory"),
+        "text": (text, "not a media file"),
+        "truncated": (half, "truncated"),
+        "empty": (empty, "is empty"),
+        "no streams": (no_av, "has no video or audio stream"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "directory", "text", "truncated", "empty", "no streams"]
+)
+def test_bad_inputs_are_refused_cleanly(tmp_path, case):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "adir").mkdir()
+    path, reason = _bad_files(inputs)[case]
+    before_in = {p.name for p in inputs.iterdir()}
+    sizes = {p.name: p.stat().st_size for p in inputs.iterdir() if p.is_file()}
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    result = _publish(path, outdir / "stream")
+    _assert_refused(result, str(path), reason)
+    _nothing_written(outdir, set())
+    assert {p.name for p in inputs.iterdir()} == before_in
+    assert sizes == {p.name: p.stat().st_size for p in inputs.iterdir() if p.is_file()}
+
+
+def test_probe_refuses_the_same_way(tmp_path):
+    path = tmp_path / "empty.mov"
+    path.touch()
+    _assert_refused(run_cli("probe", path), str(path), "is empty")
+
+
+def test_existing_output_is_refused_without_force(tmp_path):
+    src = media("video/bbb_720p_1s_vp8.webm")
+    out = tmp_path / "stream"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    _assert_refused(_publish(src, out), str(out), "already exists", "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    result = _publish(src, out, "--force", "--no-quality")
+    assert result.returncode == 0, result.stderr
+    assert (out / "master.m3u8").is_file() and not (out / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stream"]
+
+
+def test_bad_options_exit_2(tmp_path):
+    src = media("video/bbb_720p_1s_vp8.webm")
+    _assert_refused(_publish(src, tmp_path / "o", "--segment-duration", "0.2"), "segment-duration")
+    ladder = tmp_path / "ladder.json"
+    ladder.write_text('[{"width": 640, "height": 360}]')
+    _assert_refused(_publish(src, tmp_path / "o", "--ladder", ladder), str(ladder), "bitrate_kbps")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ladder.json"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_publish_leaves_nothing(tmp_path, talk_source, sig):
+    out = tmp_path / "stream"
+    proc = subprocess.Popen(
+        [*CLI, "publish", str(talk_source), "-o", str(out), "--preset", "best"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(".work-" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the encode
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,128 @@
+"""The origin, started for real and spoken to over loopback HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import CLI, ROOT, free_port
+
+from reelforge.media import ffmpeg
+
+
+class Server:
+    def __init__(self, root: Path, server: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [*CLI, "serve", str(root), "--port", str(self.port), "--server", server],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.proc.stderr.read())
+            try:
+                httpx.get(self.base + "/", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        return out
+
+
+@pytest.fixture(scope="module", params=["granian", "uvicorn"])
+def origin(request, talk):
+    out, report = talk
+    server = Server(out, request.param)
+    yield server, out, report
+    server.stop()
+
+
+def test_serve_prints_the_url(talk):
+    out, _ = talk
+    server = Server(out, "granian")
+    printed = server.stop()
+    assert f"http://127.0.0.1:{server.port}/" in printed
+
+
+def test_player_page_references_the_stream_and_poster(origin):
+    server, _, report = origin
+    r = httpx.get(server.base + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/media/master.m3u8" in r.text
+    assert report["files"]["poster"]["jpeg"] in r.text
+    if (ROOT / "node_modules" / "hls.js").is_dir():
+        assert "hls.min.js" in r.text
+        js = httpx.get(server.base + "/player/hls.js/dist/hls.min.js")
+        assert js.status_code == 200 and len(js.content) > 100_000
+
+
+def test_mime_types_and_cache_headers(origin):
+    server, out, report = origin
+    cases = {
+        "master.m3u8": "application/vnd.apple.mpegurl",
+        "manifest.mpd": "application/dash+xml",
+        "thumbnails.vtt": "text/vtt",
+        report["files"]["poster"]["avif"]: "image/avif",
+        report["files"]["poster"]["webp"]: "image/webp",
+        report["files"]["fallback"]: "video/mp4",
+    }
+    seg = next(out.glob("video/*/seg-*.m4s")).relative_to(out).as_posix()
+    cases[seg] = "video/iso.segment"
+    for path, mime in cases.items():
+        r = httpx.get(f"{server.base}/media/{path}")
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].split(";")[0] == mime, path
+        cache = r.headers["cache-control"]
+        if path.endswith((".m3u8", ".mpd", ".vtt")):
+            assert "max-age=60" in cache
+        else:
+            assert "immutable" in cache and "max-age=31536000" in cache
+    head = httpx.head(f"{server.base}/media/{seg}")
+    assert head.status_code == 200 and int(head.headers["content-length"]) > 0
+
+
+def test_byte_ranges(origin):
+    server, out, _ = origin
+    seg = next(out.glob("video/*/seg-*.m4s"))
+    url = f"{server.base}/media/{seg.relative_to(out).as_posix()}"
+    r = httpx.get(url, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206
+    assert r.content == seg.read_bytes()[100:200]
+    assert r.headers["content-range"] == f"bytes 100-199/{seg.stat().st_size}"
+    r = httpx.get(url, headers={"Range": f"bytes={seg.stat().st_size + 10}-"})
+    assert r.status_code == 416
+
+
+def test_nothing_outside_the_root(origin):
+    server, _, _ = origin
+    for path in ("/media/../../../../etc/passwd", "/media/%2e%2e/%2e%2e/etc/passwd"):
+        r = httpx.get(server.base + path)
+        assert r.status_code == 404
+
+
+def test_ffmpeg_plays_the_whole_stream_over_http(origin):
+    server, _, report = origin
+    result = subprocess.run(
+        [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+         "-i", f"{server.base}/media/master.m3u8", "-map", "0:v:0", "-map", "0:a:0",
+         "-f", "null", "-progress", "pipe:1", "-"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    frames = [
+        int(line.split("=")[1]) for line in result.stdout.splitlines() if line.startswith("frame=")
+    ]
+    expected = report["source"]["duration"] * report["source"]["video"][0]["frame_rate"]
+    assert abs(frames[-1] - expected) <= 2
