@@ -50,3 +50,13 @@ def test_probe_cli_json_and_table():
     assert data["video"][0]["width"] == 640 and data["audio"] == []
     table = run_cli("probe", src)
     assert table.returncode == 0 and "keyframe interval" in table.stdout
+
+
+def test_nominal_frame_rate_survives_timestamp_gaps(tmp_path):
+    # Joining a clip to itself leaves gaps at the joins that pull the average rate down.
+    looped = tmp_path / "looped.mp4"
+    run_ffmpeg("-stream_loop", "4", "-i", media("video/bbb_720p_2s_h264.mp4"), "-c", "copy", looped)
+    v = probe(looped).video[0]
+    assert v.frame_rate_exact == "24/1"
+    webm = probe(media("video/bbb_720p_1s_vp8.webm")).video[0]  # millisecond time base
+    assert webm.frame_rate_exact == "24/1"

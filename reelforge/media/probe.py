@@ -8,6 +8,8 @@ truncated, not media). It never modifies the file.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -185,8 +187,11 @@ def _video_info(container, stream) -> VideoStreamInfo:
         except (ValueError, av.FFmpegError):
             bit_depth = None
     duration = _duration(container)
+    scan = _scan_packets(container, stream)
+    if scan.frame_duration is not None:
+        rate = _snap_rate(1 / scan.frame_duration, rate)
     frames = stream.frames or round(duration * float(rate))
-    kf_mean, kf_max = _keyframe_interval(container, stream)
+    kf_mean, kf_max = scan.keyframe_interval
     return VideoStreamInfo(
         index=stream.index,
         codec=cc.name,
@@ -235,14 +240,27 @@ def _first_frame(container, stream):
     return None
 
 
-def _keyframe_interval(container, stream) -> tuple[float | None, float | None]:
-    """Mean and largest distance between keyframes over the first two minutes (demux only)."""
+COMMON_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001),
+                Fraction(30), Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60),
+                Fraction(120)]  # fmt: skip
+
+
+@dataclass
+class PacketScan:
+    keyframe_interval: tuple[float | None, float | None]
+    frame_duration: Fraction | None  # the most common distance between frames, seconds
+
+
+def _scan_packets(container, stream) -> PacketScan:
+    """Keyframe spacing and the usual frame duration over the first two minutes (demux only)."""
     times: list[float] = []
+    stamps: list[int] = []
     try:
         container.seek(0)
         for packet in container.demux(stream):
             if packet.pts is None or packet.time_base is None:
                 continue
+            stamps.append(packet.pts)
             t = float(packet.pts * packet.time_base)
             if packet.is_keyframe:
                 times.append(t)
@@ -250,11 +268,32 @@ def _keyframe_interval(container, stream) -> tuple[float | None, float | None]:
                 break
     except av.FFmpegError:
         pass
+    stamps.sort()
+    frame_duration = None
+    deltas = Counter(b - a for a, b in itertools.pairwise(stamps) if b > a)
+    if deltas and stream.time_base:
+        mode = deltas.most_common(1)[0][0]
+        # Mean of the regular steps: millisecond time bases alternate (41, 42, 42 ms...).
+        regular = {d: n for d, n in deltas.items() if abs(d - mode) <= 0.1 * mode + 1}
+        if sum(regular.values()) >= len(stamps) // 2:
+            mean = Fraction(sum(d * n for d, n in regular.items()), sum(regular.values()))
+            frame_duration = mean * stream.time_base
     times.sort()
     if len(times) < 2:
-        return None, None
+        return PacketScan((None, None), frame_duration)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    return round(sum(gaps) / len(gaps), 3), round(max(gaps), 3)
+    return PacketScan((round(sum(gaps) / len(gaps), 3), round(max(gaps), 3)), frame_duration)
+
+
+def _snap_rate(measured: Fraction, fallback: Fraction) -> Fraction:
+    """A measured rate snapped to the nearest standard one within 0.04% (24 and 23.976 differ
+    by 0.1%); implausible values are ignored."""
+    if not 1 <= measured <= 240:
+        return fallback
+    closest = min(COMMON_RATES, key=lambda r: abs(measured / r - 1))
+    if abs(measured / closest - 1) < 0.0004:
+        return closest
+    return measured.limit_denominator(1001)
 
 
 def summary_rows(info: MediaInfo) -> list[tuple[str, str]]:

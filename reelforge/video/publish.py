@@ -17,12 +17,10 @@ from pathlib import Path
 from reelforge import __version__
 from reelforge.errors import InputError
 from reelforge.fsutil import atomic_output_dir, check_output_dir, scratch_dir, write_text_atomic
-from reelforge.media import quality
 from reelforge.media.probe import MediaInfo, probe
 from reelforge.progress import NullProgress, Progress
-from reelforge.video import dash, hls, ladder, thumbnails
+from reelforge.video import dash, hls, ladder
 from reelforge.video.encode import AudioSettings, encode_ladder, source_filters
-from reelforge.video.fallback import write_fallback
 from reelforge.video.package import Track, package_track
 from reelforge.video.report import Files, PublishReport, RenditionReport, Settings, Totals
 
@@ -139,6 +137,8 @@ def publish(
             update(len(renditions) + 1)
 
         files = Files()
+        if video is not None and (opts.poster or opts.thumbnails):
+            from reelforge.video import thumbnails  # Pillow and numpy: only when needed
         if video is not None and opts.poster:
             img, _ = thumbnails.choose_poster_frame(source, video, info.duration)
             top = max(video_tracks, key=lambda t: t.width * t.height)
@@ -156,6 +156,8 @@ def publish(
             files.thumbnails_vtt = sprites.vtt
             files.sprites = sprites.sheets
         if opts.fallback:
+            from reelforge.video.fallback import write_fallback
+
             fallback_video = None
             if renditions:
                 fits = [r for r in renditions if r.height <= FALLBACK_MAX_HEIGHT] or renditions
@@ -222,6 +224,8 @@ def _language(info: MediaInfo) -> str | None:
 
 
 def _score(source, info, renditions, encoded, work, progress) -> dict[str, dict]:
+    from reelforge.media import quality
+
     video = info.video[0]
     frames = video.frames
     subsample = max(1, math.ceil(frames / VMAF_MAX_FRAMES))
