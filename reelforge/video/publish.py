@@ -192,7 +192,10 @@ def publish(
                 ladder=opts.ladder_name,
             ),
             source=info.model_dump(),
-            renditions=[_rendition_report(t, vmaf.get(t.id)) for t in video_tracks + audio_tracks],
+            renditions=[
+                _rendition_report(t, vmaf.get(t.id), info.duration / max(encode_seconds, 1e-6))
+                for t in video_tracks + audio_tracks
+            ],
             files=files,
             totals=Totals(
                 size_bytes=sum(t.size + t.init_size for t in video_tracks + audio_tracks),
@@ -244,7 +247,7 @@ def _score(source, info, renditions, encoded, work, progress) -> dict[str, dict]
     return {r.name: s.as_dict() for r, s in zip(renditions, scores, strict=True)}
 
 
-def _rendition_report(t: Track, vmaf: dict | None) -> RenditionReport:
+def _rendition_report(t: Track, vmaf: dict | None, speed: float) -> RenditionReport:
     avg, peak = t.average_bitrate, t.peak_bitrate
     return RenditionReport(
         name=t.id,
@@ -264,4 +267,5 @@ def _rendition_report(t: Track, vmaf: dict | None) -> RenditionReport:
         peak_to_average=round(peak / avg, 3) if avg else 0.0,
         playlist=t.uri("playlist.m3u8"),
         vmaf=vmaf,
+        encode_speed_x_realtime=round(speed, 3),
     )

@@ -23,6 +23,7 @@ class RenditionReport(BaseModel):
     peak_to_average: float
     playlist: str
     vmaf: dict[str, float | int] | None = None
+    encode_speed_x_realtime: float | None = None  # of the one shared encode of all renditions
 
 
 class Files(BaseModel):
