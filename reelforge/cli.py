@@ -198,6 +198,58 @@ def sample(
         out_console.print(f"Wrote {output}")
 
 
+@app.command()
+def voice(
+    script: Annotated[Path, typer.Argument(help="Dialogue script ([S1]/[S2] turns).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OUT.wav, OUT.m4a or OUT.opus.")],
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", help="piper (default when installed), espeak, dia, fal, segmind."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Dia weights: a local folder or a hub id.")
+    ] = None,
+    lufs: Annotated[float, typer.Option("--lufs", help="Integrated loudness target.")] = -16.0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Synthesise everything.")] = False,
+    mos: Annotated[bool, typer.Option("--mos/--no-mos", help="Score with DNSMOS.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render a dialogue script to loudness-normalised speech, WebVTT subtitles and a report."""
+    from reelforge.voice.cache import ChunkCache
+    from reelforge.voice.render import VoiceOptions, render
+
+    opts = VoiceOptions(
+        backend=backend,
+        backend_options={"model": model} if model else {},
+        target_lufs=lufs,
+        cache=ChunkCache(enabled=not no_cache),
+        mos=mos,
+    )
+    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
+        report = render(script, output, opts, bars)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    table = Table(title=f"{report.output} ({report.backend}, {report.model})")
+    for col in ("turn", "speaker", "start", "dur", "LUFS", "dBTP", "DNSMOS"):
+        table.add_column(col, justify="right")
+    for t in report.turns:
+        mos = f"{t.dnsmos['overall']:.2f}" if t.dnsmos else "-"
+        table.add_row(str(t.turn), t.speaker, f"{t.start:.2f}", f"{t.duration:.2f}",
+                      f"{t.loudness_lufs}", f"{t.true_peak_dbtp}", mos)  # fmt: skip
+    out_console.print(table)
+    total_mos = f"{report.dnsmos['overall']:.2f}" if report.dnsmos else "-"
+    out_console.print(
+        f"{report.duration:.1f} s at {report.loudness_lufs} LUFS, {report.true_peak_dbtp} dBTP; "
+        f"real-time factor {report.real_time_factor}; DNSMOS {total_mos}; "
+        f"{report.backend_calls} backend calls, {report.cache_hits} from cache"
+    )
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 

@@ -1,0 +1,1 @@
+"""Voice: dialogue scripts to loudness-normalised voice-over with subtitles."""

@@ -1,0 +1,302 @@
+"""The voice step: a dialogue script in, normalised speech with subtitles and a report out.
+
+Contract: :func:`render` parses the script, synthesises it chunk by chunk with one backend
+(each chunk served from the cache when nothing that shapes it changed), joins the chunks,
+trims silence, normalises loudness, and writes ``OUT`` (wav, m4a or opus), ``OUT.vtt`` and
+``OUT.report.json``. All three appear together or not at all; the script and reference
+clips are only read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from reelforge.errors import InputError
+from reelforge.progress import NullProgress, Progress
+from reelforge.voice import backends as registry
+from reelforge.voice import post
+from reelforge.voice.backends.base import Backend, Chunk, Line, Synthesis
+from reelforge.voice.cache import ChunkCache, file_digest, make_key
+from reelforge.voice.chunking import make_chunks
+from reelforge.voice.script import Piece, Script, load
+from reelforge.voice.subtitles import SubtitleCue, webvtt
+
+GAP_SAME_TURN = 0.15
+GAP_TURN = 0.35
+GAP_SCENE = 0.8
+ANCHOR_TEXT = "This is how I sound when I tell a story, calm and clear."
+
+
+class TurnReport(BaseModel):
+    turn: int
+    speaker: str
+    text: str
+    start: float
+    end: float
+    duration: float
+    real_time_factor: float | None
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    dnsmos: dict[str, float] | None = None
+
+
+class ChunkReport(BaseModel):
+    chunk: int
+    turns: list[int]
+    backend: str
+    model: str
+    cached: bool
+    seconds: float
+    synthesis_seconds: float
+    cost: dict | None = None
+
+
+class VoiceReport(BaseModel):
+    script: str
+    output: str
+    subtitles: str
+    backend: str
+    model: str
+    duration: float
+    real_time_factor: float
+    loudness_lufs: float
+    true_peak_dbtp: float
+    target_lufs: float
+    dnsmos: dict[str, float] | None
+    backend_calls: int
+    cache_hits: int
+    turns: list[TurnReport]
+    chunks: list[ChunkReport]
+    warnings: list[str]
+
+
+@dataclass
+class VoiceOptions:
+    backend: str | None = None
+    backend_options: dict = field(default_factory=dict)
+    target_lufs: float = post.TARGET_LUFS
+    cache: ChunkCache | None = None
+    mos: bool = True
+
+
+def check_output(output: Path) -> None:
+    if output.suffix.lower() not in post.FORMATS:
+        raise InputError(
+            f"unsupported output type {output.suffix or '(none)'!r}; use .wav, .m4a or .opus",
+            path=output,
+        )
+    if output.is_dir():
+        raise InputError("output is a directory", path=output)
+
+
+def _load_reference(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError("reference clip not found", path=path)
+    try:
+        audio = post.decode(path, post.RATE)
+    except ValueError:
+        raise InputError("reference clip is not audio", path=path) from None
+    if audio.size < post.RATE // 2:
+        raise InputError("reference clip is not audio (or shorter than 0.5 s)", path=path)
+    return audio
+
+
+def _chunk_key(backend: Backend, chunk: Chunk, script: Script, prompts: dict) -> str:
+    speakers = sorted({line.speaker for line in chunk.lines})
+    voices = {}
+    for s in speakers:
+        spec = script.speakers[s].model_dump(mode="json")
+        if script.speakers[s].reference is not None:
+            spec["reference"] = file_digest(script.speakers[s].reference)
+        voices[s] = spec
+    return make_key({
+        "backend": backend.name,
+        "model": backend.model,
+        "params": getattr(backend, "params", {}),
+        "voices": voices,
+        "text": chunk.dia_text(),
+        "prompts": {s: prompts[s][3] for s in speakers if s in prompts}
+        if getattr(backend, "uses_prompts", False) else {},
+    })  # fmt: skip
+
+
+def _estimate_bounds(chunk: Chunk, seconds: float) -> list[tuple[float, float]]:
+    """Line boundaries by share of characters, for backends that do not time lines."""
+    weights = [max(1, len(line.dia_text())) for line in chunk.lines]
+    total = sum(weights)
+    bounds, cursor = [], 0.0
+    for w in weights:
+        span = seconds * w / total
+        bounds.append((cursor, cursor + span))
+        cursor += span
+    return bounds
+
+
+def render(
+    script_path: str | Path,
+    output: str | Path,
+    options: VoiceOptions | None = None,
+    progress: Progress | None = None,
+) -> VoiceReport:
+    opts = options or VoiceOptions()
+    progress = progress or NullProgress()
+    output = Path(output)
+    check_output(output)
+    script = load(script_path)
+    references = {
+        name: _load_reference(spec.reference)
+        for name, spec in script.speakers.items()
+        if spec.reference is not None
+    }
+    backend = registry.create(opts.backend, **opts.backend_options)
+    cache = opts.cache or ChunkCache()
+    chunks = make_chunks(script, per_turn=backend.name in registry.OFFLINE)
+
+    # prompts: speaker -> (audio, rate, transcript, identity) that later chunks condition on
+    prompts: dict[str, tuple[np.ndarray, int, str, str]] = {}
+    for name, audio in references.items():
+        spec = script.speakers[name]
+        prompts[name] = (audio, post.RATE, spec.transcript or "", file_digest(spec.reference))
+
+    update = progress.stage("voice", len(chunks), "chunks")
+    synths: list[tuple[Synthesis, bool, float]] = []
+    calls = hits = 0
+    if getattr(backend, "uses_prompts", False):
+        # A speaker without a reference clip is anchored to one fixed sentence in its own
+        # voice (its seed), so every chunk shares the voice and no chunk depends on another.
+        for speaker in script.speaker_ids:
+            if speaker in prompts:
+                continue
+            anchor = Chunk(-1, (Line(-1, speaker, (Piece("text", ANCHOR_TEXT),)),))
+            key = _chunk_key(backend, anchor, script, {})
+            synth = cache.get(key)
+            if synth is None:
+                synth = backend.synthesize(anchor, script.speakers, {})
+                calls += 1
+                cache.put(key, synth)
+            else:
+                hits += 1
+            prompts[speaker] = (
+                post.resample(synth.audio, synth.sample_rate), post.RATE, ANCHOR_TEXT, key
+            )  # fmt: skip
+    for n, chunk in enumerate(chunks):
+        key = _chunk_key(backend, chunk, script, prompts)
+        synth = cache.get(key)
+        elapsed = 0.0
+        cached = synth is not None
+        if synth is None:
+            t0 = time.monotonic()
+            synth = backend.synthesize(
+                chunk, script.speakers, {s: p[:3] for s, p in prompts.items()}
+            )
+            elapsed = time.monotonic() - t0
+            calls += 1
+            cache.put(key, synth)
+        else:
+            hits += 1
+        synths.append((synth, cached, elapsed))
+        update(n + 1)
+
+    # Assemble at 48 kHz.
+    parts: list[np.ndarray] = []
+    gaps: list[float] = []
+    line_spans: list[tuple[int, int, float, float]] = []  # chunk, turn, start, end (chunk-relative)
+    for n, (chunk, (synth, _, _)) in enumerate(zip(chunks, synths, strict=True)):
+        audio = post.resample(synth.audio, synth.sample_rate)
+        trimmed, offset = post.trim_silence(audio)
+        seconds = trimmed.size / post.RATE
+        bounds = synth.line_bounds or _estimate_bounds(chunk, audio.size / post.RATE)
+        for line, (a, b) in zip(chunk.lines, bounds, strict=True):
+            line_spans.append((n, line.turn, max(0.0, a - offset), min(seconds, b - offset)))
+        if n:
+            prev = chunks[n - 1].lines[-1].turn
+            this = chunk.lines[0].turn
+            same_scene = script.turns[prev].scene == script.turns[this].scene
+            gaps.append(GAP_SAME_TURN if prev == this else GAP_TURN if same_scene else GAP_SCENE)
+        parts.append(trimmed)
+    joined, starts = post.join(parts, gaps)
+    audio, lead = post.trim_silence(joined)
+    ceiling = post.ceiling_for(output)
+    audio = post.normalize(audio, target_lufs=opts.target_lufs, ceiling_db=ceiling)
+    total = audio.size / post.RATE
+
+    spans: dict[int, list[float]] = {}
+    for n, turn, a, b in line_spans:
+        s, e = starts[n] + a - lead, starts[n] + b - lead
+        if turn in spans:
+            spans[turn][1] = max(spans[turn][1], e)
+        else:
+            spans[turn] = [s, e]
+    cues = []
+    turn_reports = []
+    synth_time = sum(s[2] for s in synths)
+    chunk_reports = []
+    for n, (chunk, (synth, cached, elapsed)) in enumerate(zip(chunks, synths, strict=True)):
+        chunk_reports.append(ChunkReport(
+            chunk=n, turns=sorted({ln.turn for ln in chunk.lines}), backend=backend.name,
+            model=synth.model or backend.model, cached=cached,
+            seconds=round(parts[n].size / post.RATE, 3), synthesis_seconds=round(elapsed, 3),
+            cost=synth.cost,
+        ))  # fmt: skip
+    for turn in script.turns:
+        s, e = spans[turn.index]
+        s, e = max(0.0, s), min(total, e)
+        cues.append(SubtitleCue(s, e, turn.speaker, turn.spoken_text or turn.text))
+        seg = audio[int(s * post.RATE) : int(e * post.RATE)]
+        own = [c for c in chunk_reports if turn.index in c.turns]
+        own_time = sum(c.synthesis_seconds / len(c.turns) for c in own)
+        turn_reports.append(TurnReport(
+            turn=turn.index, speaker=turn.speaker, text=turn.text, start=round(s, 3),
+            end=round(e, 3), duration=round(e - s, 3),
+            real_time_factor=round(own_time / (e - s), 4) if e > s and own_time else None,
+            loudness_lufs=round(post.loudness(seg), 2) if seg.size else None,
+            true_peak_dbtp=round(post.true_peak_db(seg), 2) if seg.size else None,
+            dnsmos=_mos(seg) if opts.mos else None,
+        ))  # fmt: skip
+
+    vtt_path = output.with_suffix(output.suffix + ".vtt")
+    report_path = output.with_suffix(output.suffix + ".report.json")
+    report = VoiceReport(
+        script=str(script_path), output=str(output), subtitles=str(vtt_path),
+        backend=backend.name, model=backend.model, duration=round(total, 3),
+        real_time_factor=round(synth_time / total, 4) if total else 0.0,
+        loudness_lufs=round(post.loudness(audio), 2),
+        true_peak_dbtp=round(post.true_peak_db(audio), 2),
+        target_lufs=opts.target_lufs, dnsmos=_mos(audio) if opts.mos else None,
+        backend_calls=calls, cache_hits=hits, turns=turn_reports, chunks=chunk_reports,
+        warnings=script.warnings,
+    )  # fmt: skip
+    _write_together(output, audio, vtt_path, webvtt(cues), report_path, report)
+    return report
+
+
+def _mos(audio: np.ndarray) -> dict[str, float] | None:
+    from reelforge.voice.mos import dnsmos
+
+    return dnsmos(audio, post.RATE)
+
+
+def _write_together(output, audio, vtt_path, vtt, report_path, report) -> None:
+    """Write the three outputs under temporary names, then rename them all."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp_audio = output.with_name(f".{output.stem}.{tag}{output.suffix}")
+    tmp_vtt = vtt_path.with_name(f".{vtt_path.name}.{tag}")
+    tmp_report = report_path.with_name(f".{report_path.name}.{tag}")
+    try:
+        post.encode(audio, tmp_audio, subject=output)
+        tmp_vtt.write_text(vtt, encoding="utf-8")
+        tmp_report.write_text(json.dumps(report.model_dump(), indent=2), encoding="utf-8")
+        tmp_audio.replace(output)
+        tmp_vtt.replace(vtt_path)
+        tmp_report.replace(report_path)
+    finally:
+        for p in (tmp_audio, tmp_vtt, tmp_report):
+            p.unlink(missing_ok=True)
