@@ -36,3 +36,9 @@ class Cancelled(ReelforgeError):  # noqa: N818 (reads as a state, like KeyboardI
     """The run was interrupted (Ctrl-C or SIGTERM); partial outputs were removed."""
 
     exit_code = 130
+
+
+class BackendError(ReelforgeError):
+    """A model or hosted API failed (after retries) or answered something unusable."""
+
+    exit_code = 1

@@ -142,6 +142,31 @@ def normalize(
     return out
 
 
+def normalize_for(
+    audio: np.ndarray, suffix: str, target_lufs: float = TARGET_LUFS, rate: int = RATE
+) -> np.ndarray:
+    """Normalise so that the file *as encoded* meets the loudness target and the true-peak
+    ceiling: lossy codecs overshoot peaks, so the encoded result is decoded, measured, and the
+    limiter's ceiling lowered by the overshoot until it fits (at most four rounds)."""
+    suffix = suffix.lower()
+    ceiling = TRUE_PEAK_CEILING if suffix == ".wav" else TRUE_PEAK_CEILING - LOSSY_MARGIN
+    out = normalize(audio, rate, target_lufs, ceiling)
+    if suffix == ".wav":
+        return out
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="reelforge-tp-") as tmp:
+        probe = Path(tmp) / f"probe{suffix}"
+        for _ in range(4):
+            encode(out, probe, rate)
+            overshoot = true_peak_db(decode(probe, rate)) - TRUE_PEAK_CEILING
+            if overshoot <= -0.05:
+                break
+            ceiling -= overshoot + 0.2
+            out = normalize(audio, rate, target_lufs, ceiling)
+    return out
+
+
 def ceiling_for(path: Path) -> float:
     """The true-peak ceiling to normalise to for a file type (lossy codecs overshoot)."""
     lossless = path.suffix.lower() == ".wav"

@@ -223,8 +223,7 @@ def render(
         parts.append(trimmed)
     joined, starts = post.join(parts, gaps)
     audio, lead = post.trim_silence(joined)
-    ceiling = post.ceiling_for(output)
-    audio = post.normalize(audio, target_lufs=opts.target_lufs, ceiling_db=ceiling)
+    audio = post.normalize_for(audio, output.suffix, opts.target_lufs)
     total = audio.size / post.RATE
 
     spans: dict[int, list[float]] = {}

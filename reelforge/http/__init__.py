@@ -1,0 +1,1 @@
+"""The shared client for hosted model APIs."""

@@ -1,0 +1,59 @@
+"""``segmind``: Dia on Segmind's serverless API.
+
+POST ``{api}/dia`` with the ``x-api-key`` header and a JSON body (``text`` plus sampling
+parameters and a fixed ``seed`` per speaker for a steady voice). The answer is either audio
+bytes or JSON carrying base64 audio or an audio URL; the Content-Type says which. The key
+comes from ``SEGMIND_API_KEY``; remaining credits are reported when the API sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from reelforge.errors import BackendError
+from reelforge.http.client import ApiClient
+from reelforge.voice.backends.base import Chunk, Synthesis
+from reelforge.voice.backends.hosted import decode_bytes
+
+API_URL = "https://api.segmind.com/v1"
+
+
+class SegmindBackend:
+    name = "segmind"
+    uses_prompts = False
+
+    def __init__(self, base_url: str | None = None, **_) -> None:
+        self.client = ApiClient("Segmind", key_env="SEGMIND_API_KEY", auth_header="x-api-key")
+        self.base = (base_url or os.environ.get("SEGMIND_API_URL") or API_URL).rstrip("/")
+        self.params = {"cfg_scale": 3.0, "temperature": 1.3, "top_p": 0.95, "speed_factor": 0.94}
+
+    @property
+    def model(self) -> str:
+        return "segmind/dia"
+
+    def synthesize(self, chunk: Chunk, voices, prompts=None) -> Synthesis:
+        first = chunk.lines[0].speaker
+        seed = voices.get(first).seed if voices.get(first) and voices[first].seed else 42
+        payload = {"text": chunk.dia_text(), "seed": seed, **self.params}
+        response = self.client.request("POST", f"{self.base}/dia", json=payload)
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        if kind.startswith("audio/") or kind == "application/octet-stream":
+            data = response.content
+        elif kind == "application/json":
+            body = response.json()
+            encoded = body.get("audio") or body.get("audio_base64") or body.get("output")
+            if isinstance(encoded, str) and encoded.startswith("http"):
+                data = self.client.request("GET", encoded, auth=False).content
+            elif isinstance(encoded, str):
+                data = base64.b64decode(encoded.split(",", 1)[-1])
+            else:
+                raise BackendError("Segmind: the JSON answer carries no audio")
+        else:
+            raise BackendError(f"Segmind: unexpected Content-Type {kind or '(none)'}")
+        audio, rate = decode_bytes(data, "Segmind")
+        cost = None
+        credits = response.headers.get("x-remaining-credits")
+        if credits is not None:
+            cost = {"remaining_credits": credits}
+        return Synthesis(audio, rate, None, self.model, cost=cost)
