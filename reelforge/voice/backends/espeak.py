@@ -107,7 +107,7 @@ def engine() -> _Engine:
 class EspeakBackend:
     name = "espeak"
 
-    def __init__(self, rate_wpm: int = 165) -> None:
+    def __init__(self, rate_wpm: int = 165, **_) -> None:
         self.rate_wpm = rate_wpm
 
     @property

@@ -48,8 +48,9 @@ def _load(path: str):
 class PiperBackend:
     name = "piper"
 
-    def __init__(self, voice: str | Path | None = None) -> None:
-        self.default = Path(voice) if voice else default_voice_path()
+    def __init__(self, voice: str | Path | None = None, model: str | None = None, **_) -> None:
+        chosen = voice or model
+        self.default = Path(chosen) if chosen else default_voice_path()
 
     @property
     def model(self) -> str:
