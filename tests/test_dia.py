@@ -97,11 +97,16 @@ def test_render_a_dialogue_with_dia(tiny_dia, tmp_path):
     script = tmp_path / "s.txt"
     clip = media("speech/LJ001-0002.wav")
     script.write_text(
-        f"---\nspeakers:\n  S1: {{reference: {clip}, transcript: in being comparatively modern., seed: 3}}\n"
+        f"---\nspeakers:\n  S1: {{reference: {clip}, "
+        "transcript: in being comparatively modern., seed: 3}\n"
         "  S2: {seed: 5}\n---\n[S1] Hello there. (laughs)\n[S2] Hi, good to see you."
     )
-    opts = VoiceOptions(backend="dia", backend_options={"model": str(tiny_dia), "max_new_tokens": 60},
-                        cache=ChunkCache(tmp_path / "cache"), mos=False)  # fmt: skip
+    opts = VoiceOptions(
+        backend="dia",
+        backend_options={"model": str(tiny_dia), "max_new_tokens": 60},
+        cache=ChunkCache(tmp_path / "cache"),
+        mos=False,
+    )
     report = render(script, tmp_path / "o.wav", opts)
     assert report.backend == "dia" and report.model.startswith("dia/")
     assert len(report.turns) == 2 and (tmp_path / "o.wav.vtt").is_file()
