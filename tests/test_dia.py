@@ -9,6 +9,8 @@ from conftest import media
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tiny_models import build_tiny_dia  # noqa: E402
+
 from reelforge.errors import InputError  # noqa: E402
 from reelforge.voice import post  # noqa: E402
 from reelforge.voice.backends.base import Chunk, Line  # noqa: E402
@@ -21,41 +23,7 @@ from reelforge.voice.script import Piece, VoiceSpec  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_dia(tmp_path_factory):
     """Tiny Dia + DAC with random weights, saved the way real checkpoints are."""
-    from transformers import (
-        DacConfig,
-        DacModel,
-        DiaConfig,
-        DiaDecoderConfig,
-        DiaEncoderConfig,
-        DiaFeatureExtractor,
-        DiaForConditionalGeneration,
-        DiaProcessor,
-        DiaTokenizer,
-    )
-
-    torch.manual_seed(0)
-    encoder = DiaEncoderConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
-                               num_key_value_heads=2, head_dim=16, intermediate_size=64,
-                               max_position_embeddings=512)  # fmt: skip
-    decoder = DiaDecoderConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
-                               num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                               cross_num_attention_heads=2, cross_head_dim=16,
-                               cross_num_key_value_heads=2, cross_hidden_size=32,
-                               max_position_embeddings=4096)  # fmt: skip
-    model = DiaForConditionalGeneration(DiaConfig(encoder_config=encoder, decoder_config=decoder))
-    codec = DacModel(DacConfig(encoder_hidden_size=8, downsampling_ratios=[4, 8],
-                               decoder_hidden_size=16, n_codebooks=9, codebook_size=1024,
-                               codebook_dim=4, sampling_rate=44100))  # fmt: skip
-    processor = DiaProcessor(
-        feature_extractor=DiaFeatureExtractor(sampling_rate=44100, hop_length=32),
-        tokenizer=DiaTokenizer(),
-        audio_tokenizer=codec,
-    )
-    folder = tmp_path_factory.mktemp("tiny-dia")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    codec.save_pretrained(folder / "dac")
-    return folder
+    return build_tiny_dia(tmp_path_factory.mktemp("tiny-dia"))
 
 
 def _line(speaker, text, turn=0):

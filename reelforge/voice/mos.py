@@ -3,6 +3,11 @@
 Contract: :func:`dnsmos` returns overall, signal, background and P.808 scores for mono
 audio at any rate (resampled to 16 kHz), or ``None`` when speechmos is not installed or the
 audio is shorter than half a second.
+
+DNSMOS is level-sensitive: here the same Piper speech scored 3.37 at -26 LUFS and 3.21 at
+-16 LUFS with no other change. Audio is therefore scored at the ITU-T P.56 reference speech
+level (about -26 dBov, taken as -26 LUFS), so the score describes the voice, not how loud it
+is delivered.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import threading
 
 import numpy as np
 
-from reelforge.voice.post import resample
+from reelforge.voice.post import loudness, resample
 
+REFERENCE_LUFS = -26.0
 _lock = threading.Lock()
 
 
@@ -23,10 +29,13 @@ def dnsmos(audio: np.ndarray, rate: int) -> dict[str, float] | None:
         from speechmos import dnsmos as model
     except ImportError:
         return None
-    x = resample(audio, rate, 16_000).astype(np.float32)
-    peak = float(np.max(np.abs(x))) or 1.0
+    level = loudness(audio, rate)
+    if not np.isfinite(level):
+        return None
+    x = resample(audio * 10 ** ((REFERENCE_LUFS - level) / 20), rate, 16_000)
+    x = np.clip(x, -1.0, 1.0).astype(np.float32)
     with _lock:
-        scores = model.run(x / peak * 0.9, 16_000)
+        scores = model.run(x, 16_000)
     return {
         "overall": round(float(scores["ovrl_mos"]), 3),
         "signal": round(float(scores["sig_mos"]), 3),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,23 +187,41 @@ def render(
             prompts[speaker] = (
                 post.resample(synth.audio, synth.sample_rate), post.RATE, ANCHOR_TEXT, key
             )  # fmt: skip
-    for n, chunk in enumerate(chunks):
-        key = _chunk_key(backend, chunk, script, prompts)
-        synth = cache.get(key)
-        elapsed = 0.0
-        cached = synth is not None
-        if synth is None:
-            t0 = time.monotonic()
-            synth = backend.synthesize(
-                chunk, script.speakers, {s: p[:3] for s, p in prompts.items()}
-            )
-            elapsed = time.monotonic() - t0
-            calls += 1
-            cache.put(key, synth)
+    keys = [_chunk_key(backend, chunk, script, prompts) for chunk in chunks]
+    found = [cache.get(key) for key in keys]
+    hits += sum(1 for f in found if f is not None)
+    voice_prompts = {s: p[:3] for s, p in prompts.items()}
+
+    def make(n: int) -> tuple[Synthesis, float]:
+        t0 = time.monotonic()
+        synth = backend.synthesize(chunks[n], script.speakers, voice_prompts)
+        cache.put(keys[n], synth)
+        return synth, time.monotonic() - t0
+
+    missing = [n for n, f in enumerate(found) if f is None]
+    made: dict[int, tuple[Synthesis, float]] = {}
+    workers = max(1, min(getattr(backend, "concurrency", 1), len(missing) or 1))
+    done = len(chunks) - len(missing)
+    update(done)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(make, n): n for n in missing}
+        try:
+            for future in as_completed(futures):
+                made[futures[future]] = future.result()
+                calls += 1
+                done += 1
+                update(done)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    synthesis_wall = time.monotonic() - started
+    for n, f in enumerate(found):
+        if f is not None:
+            synths.append((f, True, 0.0))
         else:
-            hits += 1
-        synths.append((synth, cached, elapsed))
-        update(n + 1)
+            synths.append((made[n][0], False, made[n][1]))
 
     # Assemble at 48 kHz.
     parts: list[np.ndarray] = []
@@ -235,7 +254,6 @@ def render(
             spans[turn] = [s, e]
     cues = []
     turn_reports = []
-    synth_time = sum(s[2] for s in synths)
     chunk_reports = []
     for n, (chunk, (synth, cached, elapsed)) in enumerate(zip(chunks, synths, strict=True)):
         chunk_reports.append(ChunkReport(
@@ -265,7 +283,7 @@ def render(
     report = VoiceReport(
         script=str(script_path), output=str(output), subtitles=str(vtt_path),
         backend=backend.name, model=backend.model, duration=round(total, 3),
-        real_time_factor=round(synth_time / total, 4) if total else 0.0,
+        real_time_factor=round(synthesis_wall / total, 4) if total else 0.0,
         loudness_lufs=round(post.loudness(audio), 2),
         true_peak_dbtp=round(post.true_peak_db(audio), 2),
         target_lufs=opts.target_lufs, dnsmos=_mos(audio) if opts.mos else None,

@@ -24,6 +24,7 @@ CLONE = "fal-ai/dia-tts/voice-clone"
 
 class FalBackend:
     name = "fal"
+    concurrency = 4  # requests in flight at once
     uses_prompts = True
 
     def __init__(self, base_url: str | None = None, poll_interval: float = 1.0, **_) -> None:

@@ -21,6 +21,7 @@ API_URL = "https://api.segmind.com/v1"
 
 class SegmindBackend:
     name = "segmind"
+    concurrency = 4  # requests in flight at once
     uses_prompts = False
 
     def __init__(self, base_url: str | None = None, **_) -> None:
