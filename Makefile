@@ -34,6 +34,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/publish.py
+	$(PY) bench/voice.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache
