@@ -250,6 +250,30 @@ def voice(
     )
 
 
+@app.command("sync-check")
+def sync_check(
+    video: Annotated[Path, typer.Argument(help="A video with sound.")],
+    face_index: Annotated[
+        int, typer.Option("--face-index", help="Which face, by size (0 = largest).")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure audio-visual sync: offset in ms (positive when audio leads) and confidence."""
+    from reelforge.lipsync.syncmeter import measure
+
+    reading = measure(video, face_index=face_index)
+    if as_json:
+        print(json.dumps(reading.as_dict(), indent=2))
+        return
+    state = "determined" if reading.determined else f"undetermined ({reading.reason})"
+    out_console.print(
+        f"{video}: audio offset {reading.offset_ms:+.0f} ms "
+        f"({'audio leads' if reading.offset_ms > 0 else 'audio lags'}), "
+        f"confidence {reading.confidence:.2f}, {state}",
+        highlight=False,
+    )
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 

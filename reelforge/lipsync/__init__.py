@@ -1,0 +1,1 @@
+"""Talking heads: face landmarks, lip-sync backends and the audio-visual sync meter."""
