@@ -35,6 +35,7 @@ lint: setup
 bench: setup
 	$(PY) bench/publish.py
 	$(PY) bench/voice.py
+	$(PY) bench/talk.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache
