@@ -38,6 +38,30 @@ class BoxError(ValueError):
     """The bytes are not a well-formed box structure."""
 
 
+def _header(head: bytes | memoryview, pos: int, remaining: int) -> Box:
+    """The box whose header starts ``head`` (at least 16 bytes or the rest of the data)
+    found at offset ``pos`` with ``remaining`` bytes left in its container."""
+    if len(head) < 8:
+        raise BoxError(f"{len(head)} stray bytes at offset {pos}")
+    size, kind = struct.unpack_from(">I4s", head)
+    header = 8
+    if size == 1:
+        if len(head) < 16:
+            raise BoxError(f"box {kind!r} at offset {pos} has a cut 64-bit size")
+        (size,) = struct.unpack_from(">Q", head, 8)
+        header = 16
+    elif size == 0:
+        size = remaining
+    if size < header:
+        raise BoxError(f"box {kind!r} at offset {pos} declares an impossible size {size}")
+    if size > remaining:
+        raise BoxError(
+            f"ends inside box '{kind.decode('latin-1')}' (declares {size} bytes at offset "
+            f"{pos}, {remaining} present): truncated"
+        )
+    return Box(kind, pos, size, header)
+
+
 def iter_boxes(data: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[Box]:
     """Yield the boxes laid end to end in ``data[start:end]``.
 
@@ -46,26 +70,9 @@ def iter_boxes(data: bytes | memoryview, start: int = 0, end: int | None = None)
     end = len(data) if end is None else end
     pos = start
     while pos < end:
-        if end - pos < 8:
-            raise BoxError(f"{end - pos} stray bytes at offset {pos}")
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise BoxError(f"box {kind!r} at offset {pos} has a cut 64-bit size")
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header:
-            raise BoxError(f"box {kind!r} at offset {pos} declares an impossible size {size}")
-        if pos + size > end:
-            raise BoxError(
-                f"box '{kind.decode('latin-1')}' at offset {pos} declares {size} bytes "
-                f"but only {end - pos} remain"
-            )
-        yield Box(kind, pos, size, header)
-        pos += size
+        box = _header(data[pos : min(pos + 16, end)], pos, end - pos)
+        yield box
+        pos += box.size
 
 
 def top_level_boxes(path: Path) -> list[Box]:
@@ -79,27 +86,9 @@ def top_level_boxes(path: Path) -> list[Box]:
         pos = 0
         while pos < file_size:
             fh.seek(pos)
-            head = fh.read(16)
-            if len(head) < 8:
-                raise BoxError(f"{len(head)} stray bytes at offset {pos}")
-            size, kind = struct.unpack_from(">I4s", head)
-            header = 8
-            if size == 1:
-                if len(head) < 16:
-                    raise BoxError(f"box {kind!r} at offset {pos} has a cut 64-bit size")
-                (size,) = struct.unpack_from(">Q", head, 8)
-                header = 16
-            elif size == 0:
-                size = file_size - pos
-            if size < header:
-                raise BoxError(f"box {kind!r} at offset {pos} declares an impossible size {size}")
-            if pos + size > file_size:
-                raise BoxError(
-                    f"file ends inside box '{kind.decode('latin-1')}' (declares {size} bytes at "
-                    f"offset {pos}, {file_size - pos} present): truncated"
-                )
-            boxes.append(Box(kind, pos, size, header))
-            pos += size
+            box = _header(fh.read(16), pos, file_size - pos)
+            boxes.append(box)
+            pos += box.size
     return boxes
 
 
