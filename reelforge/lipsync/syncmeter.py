@@ -27,11 +27,10 @@ import numpy as np
 
 from reelforge.errors import InputError
 from reelforge.lipsync.faces import FaceTracker, mouth_opening
+from reelforge.lipsync.speech import RATE, band_energy, speech_mask
 from reelforge.media.probe import check_readable_file
 
 MAX_LAG = 15  # frames either way
-RATE = 16_000
-BAND = (300.0, 3000.0)
 MIN_SPEECH_SECONDS = 4.0
 MIN_PEAK = 0.25
 MIN_CONFIDENCE = 1.3  # calibrated on mismatched pairs (highest seen: 1.16)
@@ -87,22 +86,6 @@ def _audio_on_video_timeline(container, video_start: float, n_frames: int, fps: 
     return placed
 
 
-def _band_energy(audio: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
-    hop = RATE / fps
-    win = int(2 * hop)
-    window = np.hanning(win).astype(np.float32)
-    freqs = np.fft.rfftfreq(win, 1 / RATE)
-    band = (freqs >= BAND[0]) & (freqs <= BAND[1])
-    padded = np.pad(audio, (win, win))
-    out = np.empty(n_frames, np.float64)
-    for i in range(n_frames):
-        centre = int((i + 0.5) * hop) + win
-        seg = padded[centre - win // 2 : centre - win // 2 + win]
-        spec = np.abs(np.fft.rfft(seg * window)) ** 2
-        out[i] = np.log10(spec[band].sum() + 1e-10)
-    return out
-
-
 def extract(path: Path, face_index: int = 0) -> Features:
     """Mouth opening and speech energy per video frame."""
     check_readable_file(path)
@@ -133,9 +116,8 @@ def extract(path: Path, face_index: int = 0) -> Features:
                 mouth.append(mouth_opening(face) if face is not None else np.nan)
         container.seek(0)
         audio = _audio_on_video_timeline(container, video_start or 0.0, len(mouth), fps)
-    energy = _band_energy(audio, len(mouth), fps)
-    floor = np.percentile(energy, 10)
-    speech = energy > floor + 1.5  # 15 dB over the quiet parts
+    energy = band_energy(audio, len(mouth), fps)
+    speech = speech_mask(energy)
     return Features(np.asarray(mouth, np.float64), energy, speech, fps)
 
 

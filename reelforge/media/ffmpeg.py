@@ -103,3 +103,40 @@ def _failure_message(code: int, tail: collections.deque[str]) -> str:
     lines = [line for line in tail if line.strip()][-STDERR_TAIL_LINES:]
     quoted = " | ".join(lines) if lines else "no error output"
     return f"ffmpeg failed (exit {code}): {quoted}"
+
+
+def run_with_frames(
+    args: Sequence[str],
+    frames,
+    *,
+    subject: str | Path,
+) -> None:
+    """Run ``ffmpeg <args>`` feeding raw video ``frames`` (bytes objects) on its stdin.
+
+    ``args`` must read ``-i pipe:0`` with a rawvideo format. Raises like :func:`run`.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *map(str, args)]
+    cmd = [c for c in cmd if c != "-nostdin"]
+    tail: collections.deque[str] = collections.deque(maxlen=200)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    err_thread = threading.Thread(target=_reader, args=(proc.stderr, tail), daemon=True)
+    err_thread.start()
+    try:
+        assert proc.stdin is not None
+        try:
+            for frame in frames:
+                proc.stdin.write(frame)
+        except BrokenPipeError:
+            pass
+        proc.stdin.close()
+        proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        err_thread.join(timeout=5)
+    if proc.returncode != 0:
+        raise MediaError(_failure_message(proc.returncode, tail), path=subject)
