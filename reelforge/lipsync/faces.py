@@ -8,6 +8,10 @@ the outer eye corners, so it does not depend on the face's size in the picture.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,20 +39,40 @@ def mouth_opening(face: Face) -> float:
     return float(gap / eyes) if eyes > 0 else float("nan")
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what TensorFlow Lite and absl print straight to file descriptor 2 while the
+    model loads and first runs (INFO lines that would break one-line error messages)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceTracker:
     """Landmarks frame after frame (tracking mode: faster and steadier than per image)."""
 
     def __init__(self, max_faces: int = 4, index: int = 0, still: bool = False) -> None:
-        import mediapipe as mp
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _native_stderr_silenced():
+            import mediapipe as mp
 
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=still,
+                max_num_faces=max_faces,
+                refine_landmarks=False,
+                min_detection_confidence=0.5,
+                min_tracking_confidence=0.5,
+            )
         self.index = index
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=still,
-            max_num_faces=max_faces,
-            refine_landmarks=False,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
+        self._warm = False
 
     def close(self) -> None:
         self._mesh.close()
@@ -62,7 +86,12 @@ class FaceTracker:
     def faces(self, rgb: np.ndarray) -> list[Face]:
         """Every face found, largest first."""
         h, w = rgb.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if self._warm:
+            result = self._mesh.process(np.ascontiguousarray(rgb))
+        else:
+            with _native_stderr_silenced():
+                result = self._mesh.process(np.ascontiguousarray(rgb))
+            self._warm = True
         faces = []
         for landmarks in result.multi_face_landmarks or []:
             pts = np.array([(lm.x * w, lm.y * h) for lm in landmarks.landmark], dtype=np.float32)

@@ -1,0 +1,127 @@
+"""Talking portrait with the offline viseme animator, measured on its output."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import media, run_cli
+from PIL import Image
+
+from reelforge.lipsync.faces import FaceTracker
+from reelforge.lipsync.speech import RATE, band_energy
+from reelforge.voice.post import decode
+
+
+@pytest.fixture(scope="module")
+def portrait_talk(tmp_path_factory):
+    out = tmp_path_factory.mktemp("talk") / "astronaut.mp4"
+    face = media("faces/astronaut_eileen_collins.png")
+    audio = media("speech/LJ001-0001.wav")
+    result = run_cli("talk", "--face", face, "--audio", audio, "-o", out, "--no-motion", "--json")
+    assert result.returncode == 0, result.stderr
+    return face, audio, out, json.loads(result.stdout)
+
+
+def _frames(path):
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        rate = float(stream.average_rate)
+        frames = [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
+    return frames, rate
+
+
+def test_duration_and_format(portrait_talk):
+    _, audio, out, report = portrait_talk
+    seconds = sf.info(str(audio)).duration
+    frames, rate = _frames(out)
+    assert rate == 25 and frames[0].shape == (512, 512, 3)
+    assert abs(len(frames) / rate - seconds) <= 1 / 25
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio
+    data = out.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # fast start
+    assert report["render_fps"] > 25
+
+
+def test_mouth_follows_speech_and_rests_in_silence(portrait_talk):
+    face, audio, out, _ = portrait_talk
+    frames, rate = _frames(out)
+    image = np.asarray(Image.open(face).convert("RGB"))
+    with FaceTracker(still=True) as tracker:
+        f = tracker.track(image)
+    x0, y0 = f.points[[61, 291, 14, 152]].min(axis=0).astype(int)
+    x1, y1 = f.points[[61, 291, 14, 152]].max(axis=0).astype(int)
+    mouth = [np.abs(fr[y0:y1, x0:x1] - image[y0:y1, x0:x1]).mean() for fr in frames]
+    energy = band_energy(decode(audio, RATE), len(frames), rate)
+    loud = energy > np.percentile(energy, 70)
+    quiet = energy < np.percentile(energy, 15)
+    assert np.mean(np.array(mouth)[loud]) > 3 * np.mean(np.array(mouth)[quiet])
+    assert np.mean(np.array(mouth)[quiet]) < 5  # compression noise on the teeth only
+
+
+def test_pixels_away_from_the_face_are_untouched(portrait_talk):
+    face, _, out, _ = portrait_talk
+    frames, _ = _frames(out)
+    image = np.asarray(Image.open(face).convert("RGB")).astype(np.int16)
+    with FaceTracker(still=True) as tracker:
+        x0, y0, x1, y1 = (int(v) for v in tracker.track(image.astype(np.uint8)).box)
+    mask = np.ones(image.shape[:2], bool)
+    mask[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] = False
+    for fr in frames[::20]:
+        assert np.abs(fr - image)[mask].mean() < 2.5  # only compression noise
+
+
+def test_output_reads_in_sync(portrait_talk):
+    _, _, out, report = portrait_talk
+    assert report["sync"]["determined"] is True
+    assert abs(report["sync"]["offset_ms"]) <= 40
+    result = run_cli("sync-check", out, "--json")
+    reading = json.loads(result.stdout)
+    assert reading["determined"] and abs(reading["offset_ms"]) <= 40
+
+
+def _refused(result, *needles):
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and "━" not in ln]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_bad_talk_inputs(tmp_path):
+    face = media("faces/astronaut_eileen_collins.png")
+    audio = media("speech/LJ001-0002.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    no_face = media("photos/skimage_coffee.png")
+    _refused(run_cli("talk", "--face", no_face, "--audio", audio, "-o", out / "a.mp4"),
+             str(no_face), "no face")  # fmt: skip
+    text = tmp_path / "face.png"
+    text.write_text("not an image")
+    _refused(run_cli("talk", "--face", text, "--audio", audio, "-o", out / "a.mp4"),
+             str(text), "not an image")  # fmt: skip
+    _refused(run_cli("talk", "--face", face, "--audio", text, "-o", out / "a.mp4"),
+             str(text), "not audio")  # fmt: skip
+    _refused(
+        run_cli("talk", "--face", face, "--audio", audio, "-o", out / "a.mov"), "must be an .mp4"
+    )
+    _refused(run_cli("talk", "--face", face, "--audio", audio, "-o", out / "a.mp4",
+                     "--face-index", "3"), "only 1 face")  # fmt: skip
+    assert list(out.iterdir()) == []
+
+
+def test_huge_image_is_downscaled_with_a_note(tmp_path):
+    face = Image.open(media("faces/kodim04.png")).convert("RGB")
+    huge = tmp_path / "huge.jpg"
+    face.resize((face.width * 5, face.height * 5)).save(huge, quality=90)
+    out = tmp_path / "huge.mp4"
+    result = run_cli("talk", "--face", huge, "--audio", media("speech/LJ001-0002.wav"),
+                     "-o", out, "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert max(report["width"], report["height"]) <= 1920
+    assert any("downscaled" in n for n in report["notes"])
