@@ -8,10 +8,8 @@ the outer eye corners, so it does not depend on the face's size in the picture.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,20 +37,28 @@ def mouth_opening(face: Face) -> float:
     return float(gap / eyes) if eyes > 0 else float("nan")
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Hide what TensorFlow Lite and absl print straight to file descriptor 2 while the
-    model loads and first runs (INFO lines that would break one-line error messages)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
+class _NativeStderrSilenced:
+    """While active, what native code writes to file descriptor 2 (TensorFlow Lite's and
+    absl's INFO lines, from any thread, at any time) goes nowhere, while Python's own
+    ``sys.stderr`` (error lines, progress bars) keeps writing to the real stream."""
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._python_stderr = sys.stderr
+        devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
         os.close(devnull)
+        sys.stderr = os.fdopen(
+            os.dup(self._saved), "w", buffering=1, encoding="utf-8", errors="replace"
+        )
+
+    def restore(self) -> None:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = self._python_stderr
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
 
 
 class FaceTracker:
@@ -61,7 +67,8 @@ class FaceTracker:
     def __init__(self, max_faces: int = 4, index: int = 0, still: bool = False) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with _native_stderr_silenced():
+        self._quiet = _NativeStderrSilenced()
+        try:
             import mediapipe as mp
 
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -71,11 +78,16 @@ class FaceTracker:
                 min_detection_confidence=0.5,
                 min_tracking_confidence=0.5,
             )
+        except BaseException:
+            self._quiet.restore()
+            raise
         self.index = index
-        self._warm = False
 
     def close(self) -> None:
-        self._mesh.close()
+        try:
+            self._mesh.close()
+        finally:
+            self._quiet.restore()
 
     def __enter__(self) -> FaceTracker:
         return self
@@ -86,12 +98,7 @@ class FaceTracker:
     def faces(self, rgb: np.ndarray) -> list[Face]:
         """Every face found, largest first."""
         h, w = rgb.shape[:2]
-        if self._warm:
-            result = self._mesh.process(np.ascontiguousarray(rgb))
-        else:
-            with _native_stderr_silenced():
-                result = self._mesh.process(np.ascontiguousarray(rgb))
-            self._warm = True
+        result = self._mesh.process(np.ascontiguousarray(rgb))
         faces = []
         for landmarks in result.multi_face_landmarks or []:
             pts = np.array([(lm.x * w, lm.y * h) for lm in landmarks.landmark], dtype=np.float32)
