@@ -39,6 +39,16 @@ def run_cli(*args: str | Path, timeout: float = 600, **kwargs) -> subprocess.Com
     )
 
 
+def assert_refused(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2, exactly one non-progress line on stderr, containing every needle."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and "━" not in ln]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
 def run_ffmpeg(*args: str | Path) -> None:
     subprocess.run(
         [ffmpeg.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)],

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import media, run_cli
+from conftest import assert_refused, media, run_cli
 from PIL import Image
 
 from reelforge.lipsync.faces import FaceTracker
@@ -84,32 +84,24 @@ def test_output_reads_in_sync(portrait_talk):
     assert reading["determined"] and abs(reading["offset_ms"]) <= 40
 
 
-def _refused(result, *needles):
-    assert result.returncode == 2, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and "━" not in ln]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def test_bad_talk_inputs(tmp_path):
     face = media("faces/astronaut_eileen_collins.png")
     audio = media("speech/LJ001-0002.wav")
     out = tmp_path / "out"
     out.mkdir()
     no_face = media("photos/skimage_coffee.png")
-    _refused(run_cli("talk", "--face", no_face, "--audio", audio, "-o", out / "a.mp4"),
+    assert_refused(run_cli("talk", "--face", no_face, "--audio", audio, "-o", out / "a.mp4"),
              str(no_face), "no face")  # fmt: skip
     text = tmp_path / "face.png"
     text.write_text("not an image")
-    _refused(run_cli("talk", "--face", text, "--audio", audio, "-o", out / "a.mp4"),
+    assert_refused(run_cli("talk", "--face", text, "--audio", audio, "-o", out / "a.mp4"),
              str(text), "not an image")  # fmt: skip
-    _refused(run_cli("talk", "--face", face, "--audio", text, "-o", out / "a.mp4"),
+    assert_refused(run_cli("talk", "--face", face, "--audio", text, "-o", out / "a.mp4"),
              str(text), "not audio")  # fmt: skip
-    _refused(
+    assert_refused(
         run_cli("talk", "--face", face, "--audio", audio, "-o", out / "a.mov"), "must be an .mp4"
     )
-    _refused(run_cli("talk", "--face", face, "--audio", audio, "-o", out / "a.mp4",
+    assert_refused(run_cli("talk", "--face", face, "--audio", audio, "-o", out / "a.mp4",
                      "--face-index", "3"), "only 1 face")  # fmt: skip
     assert list(out.iterdir()) == []
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-from conftest import media, run_cli
+from conftest import assert_refused, media, run_cli
 from scipy.signal import resample
 
 from reelforge.voice import post
@@ -167,14 +167,6 @@ def test_piper_voice_is_natural_enough(tmp_path):
         assert report.dnsmos["overall"] > 2.8
 
 
-def _refused(result, *needles):
-    assert result.returncode == 2, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and "━" not in ln]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def test_bad_voice_inputs(tmp_path, monkeypatch):
     monkeypatch.setenv("REELFORGE_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "out"
@@ -185,14 +177,14 @@ def test_bad_voice_inputs(tmp_path, monkeypatch):
         script.write_text(text)
         return run_cli("voice", script, "-o", out / name, "--backend", "espeak", "--no-mos", *extra)
 
-    _refused(voice(""), "script is empty")
-    _refused(voice("hello there"), "script.txt:1:1", "no speaker tag")
-    _refused(voice("---\nspeakers:\n  S2: {seed: 1}\n---\n[S1] Hi."), "unknown speaker 'S2'")
-    _refused(voice("[S1] Hi.", "out.mp3"), "unsupported output type '.mp3'")
+    assert_refused(voice(""), "script is empty")
+    assert_refused(voice("hello there"), "script.txt:1:1", "no speaker tag")
+    assert_refused(voice("---\nspeakers:\n  S2: {seed: 1}\n---\n[S1] Hi."), "unknown speaker 'S2'")
+    assert_refused(voice("[S1] Hi.", "out.mp3"), "unsupported output type '.mp3'")
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not audio at all")
     ref = f"---\nspeakers:\n  S1: {{reference: {not_audio}, transcript: Hello.}}\n---\n[S1] Hi."
-    _refused(voice(ref), str(not_audio), "reference clip is not audio")
+    assert_refused(voice(ref), str(not_audio), "reference clip is not audio")
     assert list(out.iterdir()) == []
 
 
@@ -203,7 +195,7 @@ def test_missing_api_key_is_a_clear_error(tmp_path, monkeypatch):
     script.write_text("[S1] Hi.")
     for backend, var in (("fal", "FAL_KEY"), ("segmind", "SEGMIND_API_KEY")):
         result = run_cli("voice", script, "-o", tmp_path / "o.wav", "--backend", backend)
-        _refused(result, var)
+        assert_refused(result, var)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.txt"]
 
 

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -43,6 +43,40 @@ def _reader(stream, sink: collections.deque[str]) -> None:
     stream.close()
 
 
+def _execute(
+    cmd: list[str],
+    subject: str | Path,
+    *,
+    feed: Callable[[subprocess.Popen], None],
+    stdin: int | None = None,
+    stdout: int = subprocess.DEVNULL,
+    cwd: str | Path | None = None,
+) -> None:
+    """Start ffmpeg in its own session (Ctrl-C reaches us and we stop it), keep the tail of
+    its stderr, let ``feed`` talk to it, wait, and raise :class:`MediaError` on failure."""
+    tail: collections.deque[str] = collections.deque(maxlen=200)
+    proc = subprocess.Popen(
+        cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd,
+        start_new_session=True,
+    )  # fmt: skip
+    err_thread = threading.Thread(target=_reader, args=(proc.stderr, tail), daemon=True)
+    err_thread.start()
+    try:
+        feed(proc)
+        proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        err_thread.join(timeout=5)
+    if proc.returncode != 0:
+        raise MediaError(_failure_message(proc.returncode, tail), path=subject)
+
+
+def _base_command() -> list[str]:
+    return [ffmpeg_exe(), "-hide_banner", "-y", "-loglevel", "error"]
+
+
 def run(
     args: Sequence[str],
     *,
@@ -56,34 +90,42 @@ def run(
     With ``on_progress``, ffmpeg's ``-progress pipe:1`` key=value stream is parsed and the
     callback receives ``out_time`` in seconds as it advances.
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    cmd = [*_base_command(), "-nostdin"]
     if on_progress is not None:
         cmd += ["-progress", "pipe:1", "-nostats"]
     cmd += [str(a) for a in args]
-    tail: collections.deque[str] = collections.deque(maxlen=200)
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE if on_progress else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        start_new_session=True,  # Ctrl-C reaches us, and we stop ffmpeg ourselves.
-    )
-    err_thread = threading.Thread(target=_reader, args=(proc.stderr, tail), daemon=True)
-    err_thread.start()
-    try:
-        if on_progress is not None and proc.stdout is not None:
-            for raw in iter(proc.stdout.readline, b""):
-                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
-                if key == "out_time_us" and value.lstrip("-").isdigit():
-                    on_progress(max(0.0, int(value) / 1e6))
-        proc.wait()
-    except BaseException:
-        _stop(proc)
-        raise
-    finally:
-        err_thread.join(timeout=5)
-    if proc.returncode != 0:
-        raise MediaError(_failure_message(proc.returncode, tail), path=subject)
+
+    def feed(proc: subprocess.Popen) -> None:
+        if on_progress is None or proc.stdout is None:
+            return
+        for raw in iter(proc.stdout.readline, b""):
+            key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+            if key == "out_time_us" and value.lstrip("-").isdigit():
+                on_progress(max(0.0, int(value) / 1e6))
+
+    _execute(cmd, subject, feed=feed, stdout=subprocess.PIPE if on_progress else subprocess.DEVNULL,
+             cwd=cwd)  # fmt: skip
+
+
+def run_with_frames(args: Sequence[str], frames: Iterable[bytes], *, subject: str | Path) -> None:
+    """Run ``ffmpeg <args>`` feeding raw video ``frames`` (bytes objects) on its stdin.
+
+    ``args`` must read ``-i pipe:0`` with a rawvideo format. Raises like :func:`run`.
+    """
+
+    def feed(proc: subprocess.Popen) -> None:
+        assert proc.stdin is not None
+        try:
+            for frame in frames:
+                proc.stdin.write(frame)
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading; its exit status tells why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+
+    cmd = [*_base_command(), *map(str, args)]
+    _execute(cmd, subject, feed=feed, stdin=subprocess.PIPE)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -103,40 +145,3 @@ def _failure_message(code: int, tail: collections.deque[str]) -> str:
     lines = [line for line in tail if line.strip()][-STDERR_TAIL_LINES:]
     quoted = " | ".join(lines) if lines else "no error output"
     return f"ffmpeg failed (exit {code}): {quoted}"
-
-
-def run_with_frames(
-    args: Sequence[str],
-    frames,
-    *,
-    subject: str | Path,
-) -> None:
-    """Run ``ffmpeg <args>`` feeding raw video ``frames`` (bytes objects) on its stdin.
-
-    ``args`` must read ``-i pipe:0`` with a rawvideo format. Raises like :func:`run`.
-    """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *map(str, args)]
-    cmd = [c for c in cmd if c != "-nostdin"]
-    tail: collections.deque[str] = collections.deque(maxlen=200)
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,
-    )  # fmt: skip
-    err_thread = threading.Thread(target=_reader, args=(proc.stderr, tail), daemon=True)
-    err_thread.start()
-    try:
-        assert proc.stdin is not None
-        try:
-            for frame in frames:
-                proc.stdin.write(frame)
-        except BrokenPipeError:
-            pass
-        proc.stdin.close()
-        proc.wait()
-    except BaseException:
-        _stop(proc)
-        raise
-    finally:
-        err_thread.join(timeout=5)
-    if proc.returncode != 0:
-        raise MediaError(_failure_message(proc.returncode, tail), path=subject)
