@@ -255,7 +255,9 @@ def talk(
     face: Annotated[Path, typer.Option("--face", help="Portrait image to animate.")],
     audio: Annotated[Path, typer.Option("--audio", help="Speech to lip-sync to.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.mp4 to write.")],
-    backend: Annotated[str, typer.Option("--backend", help="viseme (offline).")] = "viseme",
+    backend: Annotated[
+        str, typer.Option("--backend", help="viseme (offline) or did (D-ID, DID_API_KEY).")
+    ] = "viseme",
     fps: Annotated[int, typer.Option("--fps", help="Frames per second.")] = 25,
     face_index: Annotated[
         int, typer.Option("--face-index", help="Which face, by size (0 = largest).")

@@ -29,7 +29,11 @@ class FakeApi:
             def _body(self) -> dict:
                 n = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(n) if n else b""
-                return json.loads(raw) if raw else {}
+                if not raw:
+                    return {}
+                if "json" in (self.headers.get("content-type") or ""):
+                    return json.loads(raw)
+                return {"_raw": raw, "_type": self.headers.get("content-type", "")}
 
             def do_GET(self):
                 api.handle(self, "GET", {})
@@ -134,3 +138,46 @@ class FakeSegmind(FakeApi):
             return self.send(h, 200, {"audio": base64.b64encode(self.audio).decode()},
                              headers={"x-remaining-credits": "41.5"})  # fmt: skip
         return self.send(h, 200, self.audio, "audio/wav", {"x-remaining-credits": "42.0"})
+
+
+class FakeDid(FakeApi):
+    """D-ID: multipart uploads to /images and /audios, POST /talks, GET /talks/{id}, file."""
+
+    key_header = "Authorization"
+    key_value = "Basic test-did-key"
+
+    def __init__(self, video: bytes, failures=None, final: str = "done") -> None:
+        super().__init__(video, failures)
+        self.final = final  # "done", "error", or "never" (stays started)
+        self.polls = 0
+
+    def handle(self, h, method, body):
+        self.requests.append((method, h.path, body))
+        if h.path.startswith("/files/"):
+            return self.send(h, 200, self.audio, "video/mp4")
+        if not self.authorised(h):
+            return None
+        failure = self.take_failure()
+        if failure:
+            return self.send(h, failure, {"kind": "Busy"})
+        if method == "POST" and h.path in ("/images", "/audios"):
+            field = h.path[1:-1]
+            if not body.get("_type", "").startswith("multipart/form-data") or (
+                f'name="{field}"'.encode() not in body.get("_raw", b"")
+            ):
+                return self.send(h, 400, {"kind": "BadRequestError"})
+            return self.send(h, 201, {"id": uuid.uuid4().hex, "url": f"s3://fake/{field}"})
+        if method == "POST" and h.path == "/talks":
+            if body.get("script", {}).get("type") != "audio" or not body.get("source_url"):
+                return self.send(h, 400, {"kind": "BadRequestError"})
+            return self.send(h, 201, {"id": "tlk_test", "status": "created"})
+        if method == "GET" and h.path == "/talks/tlk_test":
+            self.polls += 1
+            if self.polls < 2 or self.final == "never":
+                return self.send(h, 200, {"id": "tlk_test", "status": "started"})
+            if self.final == "error":
+                failed = {"description": "face not detected"}
+                return self.send(h, 200, {"id": "tlk_test", "status": "error", "error": failed})
+            return self.send(h, 200, {"id": "tlk_test", "status": "done", "duration": 1.9,
+                                      "result_url": f"{self.base}/files/result.mp4"})  # fmt: skip
+        return self.send(h, 404, {"kind": "NotFound"})

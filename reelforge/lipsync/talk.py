@@ -35,7 +35,7 @@ from reelforge.progress import NullProgress, Progress
 from reelforge.voice.post import decode
 
 MAX_SIDE = 1920
-BACKENDS = ("viseme",)
+BACKENDS = ("viseme", "did")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class TalkOptions:
     motion: bool = True
     seed: int = 0
     check_sync: bool = True
+    poll_interval: float = 2.0  # hosted backends: seconds between status checks
+    job_timeout: float = 900.0  # hosted backends: give up after this long
 
 
 @dataclass
@@ -62,6 +64,7 @@ class TalkReport:
     speech_seconds: float
     sync: dict | None
     notes: list[str] = field(default_factory=list)
+    job: dict | None = None  # what a hosted API said about the job
 
 
 def load_portrait(path: Path, notes: list[str]) -> np.ndarray:
@@ -93,7 +96,9 @@ def talk(
     if output.suffix.lower() != ".mp4":
         raise InputError("output must be an .mp4 file", path=output)
     if opts.backend not in BACKENDS:
-        raise InputError(f"unknown lip-sync backend {opts.backend!r}; available: viseme")
+        raise InputError(
+            f"unknown lip-sync backend {opts.backend!r}; available: {', '.join(BACKENDS)}"
+        )
     if not 1 <= opts.fps <= 60:
         raise InputError("--fps must be 1 to 60")
     notes: list[str] = []
@@ -124,43 +129,59 @@ def talk(
         notes.append("no speech found in the audio: the mouth stays closed")
     blinks = blink_track(n, opts.fps, opts.seed)
     sway = head_motion(n, opts.fps, 1.5 if opts.motion else 0.0, opts.seed)
-    animator = VisemeAnimator(image, faces[opts.face_index])
     h, w = image.shape[:2]
-    update = progress.stage("talk", n, "frames")
     started = time.monotonic()
-
-    def frames():
-        for i in range(n):
-            yield animator.frame(float(openness[i]), float(blinks[i]), tuple(sway[i])).tobytes()
-            update(i + 1)
-
     output.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp = output.with_name(f".{output.stem}.{tag}.partial.mp4")
+    raw = output.with_name(f".{output.stem}.{tag}.hosted.mp4")
     report_path = output.with_suffix(".mp4.report.json")
     tmp_report = report_path.with_name(f".{report_path.name}.{tag}")
+    job = None
+    encode = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+              "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-movflags", "+faststart"]  # fmt: skip
     try:
-        ffmpeg.run_with_frames(
-            ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(opts.fps),
-             "-i", "pipe:0", "-i", str(audio), "-map", "0:v", "-map", "1:a:0",
-             "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-             "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-t", f"{n / opts.fps:.3f}",
-             "-movflags", "+faststart", str(tmp)],
-            frames(),
-            subject=audio,
-        )  # fmt: skip
+        if opts.backend == "viseme":
+            animator = VisemeAnimator(image, faces[opts.face_index])
+            update = progress.stage("talk", n, "frames")
+
+            def frames():
+                for i in range(n):
+                    pose = (float(openness[i]), float(blinks[i]), tuple(sway[i]))
+                    yield animator.frame(*pose).tobytes()
+                    update(i + 1)
+
+            ffmpeg.run_with_frames(
+                ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(opts.fps),
+                 "-i", "pipe:0", "-i", str(audio), "-map", "0:v", "-map", "1:a:0", *encode,
+                 "-t", f"{n / opts.fps:.3f}", str(tmp)],
+                frames(),
+                subject=audio,
+            )  # fmt: skip
+        else:
+            from reelforge.lipsync.backends.did import DidBackend
+
+            update = progress.stage("talk (D-ID)", 1, "jobs")
+            hosted = DidBackend(poll_interval=opts.poll_interval, timeout=opts.job_timeout)
+            video, job = hosted.render(face, audio)
+            raw.write_bytes(video)
+            update(1)
+            # Bring the hosted result to our delivery format, with the original audio.
+            ffmpeg.run(["-i", str(raw), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
+                        "-r", str(opts.fps), *encode, "-t", f"{duration:.3f}", str(tmp)],
+                       subject=raw)  # fmt: skip
         render_fps = n / max(time.monotonic() - started, 1e-6)
         reading = measure(tmp).as_dict() if opts.check_sync else None
         report = TalkReport(
             output=str(output), backend=opts.backend, width=w, height=h, fps=opts.fps,
             frames=n, duration=round(n / opts.fps, 3), render_fps=round(render_fps, 1),
             faces_found=len(faces), speech_seconds=round(float(spoken.sum()) / opts.fps, 2),
-            sync=reading, notes=notes,
+            sync=reading, notes=notes, job=job,
         )  # fmt: skip
         tmp_report.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
         tmp.replace(output)
         tmp_report.replace(report_path)
     finally:
-        tmp.unlink(missing_ok=True)
-        tmp_report.unlink(missing_ok=True)
+        for leftover in (tmp, raw, tmp_report):
+            leftover.unlink(missing_ok=True)
     return report
