@@ -174,12 +174,6 @@ def normalize_for(
     return out
 
 
-def ceiling_for(path: Path) -> float:
-    """The true-peak ceiling to normalise to for a file type (lossy codecs overshoot)."""
-    lossless = path.suffix.lower() == ".wav"
-    return TRUE_PEAK_CEILING - (0 if lossless else LOSSY_MARGIN)
-
-
 def encode(audio: np.ndarray, path: Path, rate: int = RATE, subject: str | Path = "") -> None:
     """Write ``audio`` to ``path`` (format by extension) through a temporary sibling."""
     suffix = path.suffix.lower()

@@ -29,7 +29,3 @@ def wav_data_uri(audio: np.ndarray, rate: int) -> str:
     buf = io.BytesIO()
     sf.write(buf, audio, rate, format="WAV", subtype="PCM_16")
     return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def wav_base64(audio: np.ndarray, rate: int) -> str:
-    return wav_data_uri(audio, rate).split(",", 1)[1]
