@@ -109,13 +109,16 @@ def _load_reference(path: Path) -> np.ndarray:
     return audio
 
 
-def _chunk_key(backend: Backend, chunk: Chunk, script: Script, prompts: dict) -> str:
+def _chunk_key(
+    backend: Backend, chunk: Chunk, script: Script, prompts: dict, digests: dict[str, str]
+) -> str:
+    """``digests`` maps a speaker to the hash of its reference clip (hashed once per run)."""
     speakers = sorted({line.speaker for line in chunk.lines})
     voices = {}
     for s in speakers:
         spec = script.speakers[s].model_dump(mode="json")
-        if script.speakers[s].reference is not None:
-            spec["reference"] = file_digest(script.speakers[s].reference)
+        if s in digests:
+            spec["reference"] = digests[s]
         voices[s] = spec
     return make_key({
         "backend": backend.name,
@@ -156,6 +159,7 @@ def render(
         for name, spec in script.speakers.items()
         if spec.reference is not None
     }
+    digests = {name: file_digest(script.speakers[name].reference) for name in references}
     backend = registry.create(opts.backend, **opts.backend_options)
     cache = opts.cache or ChunkCache()
     chunks = make_chunks(script, per_turn=backend.name in registry.OFFLINE)
@@ -164,7 +168,7 @@ def render(
     prompts: dict[str, tuple[np.ndarray, int, str, str]] = {}
     for name, audio in references.items():
         spec = script.speakers[name]
-        prompts[name] = (audio, post.RATE, spec.transcript or "", file_digest(spec.reference))
+        prompts[name] = (audio, post.RATE, spec.transcript or "", digests[name])
 
     update = progress.stage("voice", len(chunks), "chunks")
     synths: list[tuple[Synthesis, bool, float]] = []
@@ -176,7 +180,7 @@ def render(
             if speaker in prompts:
                 continue
             anchor = Chunk(-1, (Line(-1, speaker, (Piece("text", ANCHOR_TEXT),)),))
-            key = _chunk_key(backend, anchor, script, {})
+            key = _chunk_key(backend, anchor, script, {}, digests)
             synth = cache.get(key)
             if synth is None:
                 synth = backend.synthesize(anchor, script.speakers, {})
@@ -187,7 +191,7 @@ def render(
             prompts[speaker] = (
                 post.resample(synth.audio, synth.sample_rate), post.RATE, ANCHOR_TEXT, key
             )  # fmt: skip
-    keys = [_chunk_key(backend, chunk, script, prompts) for chunk in chunks]
+    keys = [_chunk_key(backend, chunk, script, prompts, digests) for chunk in chunks]
     found = [cache.get(key) for key in keys]
     hits += sum(1 for f in found if f is not None)
     voice_prompts = {s: p[:3] for s, p in prompts.items()}
