@@ -252,28 +252,59 @@ def voice(
 
 @app.command()
 def talk(
-    face: Annotated[Path, typer.Option("--face", help="Portrait image to animate.")],
     audio: Annotated[Path, typer.Option("--audio", help="Speech to lip-sync to.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.mp4 to write.")],
+    face: Annotated[Path | None, typer.Option("--face", help="Portrait image to animate.")] = None,
+    video: Annotated[
+        Path | None, typer.Option("--video", help="Video to dub (instead of --face).")
+    ] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="viseme (offline) or did (D-ID, DID_API_KEY).")
+        str,
+        typer.Option(
+            "--backend",
+            help="viseme (offline), wav2lip (--checkpoint), or hosted: syncso (SYNC_API_KEY), "
+            "fal (FAL_KEY), sonic (REPLICATE_API_TOKEN), did (DID_API_KEY).",
+        ),
     ] = "viseme",
-    fps: Annotated[int, typer.Option("--fps", help="Frames per second.")] = 25,
+    sync_mode: Annotated[
+        str,
+        typer.Option(
+            "--sync-mode",
+            help="Audio and video of different lengths: cut (to the shorter), loop or "
+            "pingpong (repeat the video; trim it when the audio is shorter), pad (silence "
+            "after short audio; hold the last frame under long audio).",
+        ),
+    ] = "cut",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Hosted model: lipsync-2, lipsync-2-pro, "
+            "fal-ai/sync-lipsync, fal-ai/latentsync, a Replicate version.",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Wav2Lip weights (.pth).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="wav2lip: cpu, cuda or mps.")] = "cpu",
+    fps: Annotated[int, typer.Option("--fps", help="Frames per second for a portrait.")] = 25,
     face_index: Annotated[
         int, typer.Option("--face-index", help="Which face, by size (0 = largest).")
     ] = 0,
     motion: Annotated[
-        bool, typer.Option("--motion/--no-motion", help="Slight head motion.")
+        bool, typer.Option("--motion/--no-motion", help="A portrait's slight head motion.")
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a portrait speak: a lip-synced, fast-start H.264 + AAC MP4 and a sync reading."""
+    """Make a portrait speak, or dub a video: a lip-synced, fast-start H.264 + AAC MP4."""
     from reelforge.lipsync.talk import TalkOptions
     from reelforge.lipsync.talk import talk as run_talk
 
-    opts = TalkOptions(backend=backend, fps=fps, face_index=face_index, motion=motion)
+    opts = TalkOptions(backend=backend, fps=fps, face_index=face_index, motion=motion,
+                       sync_mode=sync_mode, model=model, checkpoint=checkpoint,
+                       device=device)  # fmt: skip
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
-        report = run_talk(face, audio, output, opts, bars)
+        report = run_talk(face, audio, output, opts, bars, video=video)
     if as_json:
         from dataclasses import asdict
 

@@ -1,32 +1,52 @@
-"""The talk step: a portrait and speech in, a fast-start talking-head MP4 out.
+"""The talk step: a portrait or a video, and speech, in; a lip-synced fast-start MP4 out.
 
-Contract: :func:`talk` animates the face in ``face`` (the largest, or ``face_index`` by size)
-to ``audio`` with the offline ``viseme`` animator, writes H.264 + AAC at ``fps`` (25 by
-default) as a fast-start MP4 through a temporary sibling, then measures the result with the
-sync meter and writes ``OUT.report.json`` beside it. Bad input (no face, not an image, not
-audio, a wrong output type) is an :class:`~reelforge.errors.InputError` and nothing is
-written. Images larger than 1920 px are downscaled first, with a note in the report.
+Contract: :func:`talk` makes the face in ``face`` (a still portrait) or in ``video`` (a
+video being dubbed) speak ``audio``, with the backend named in :class:`TalkOptions`:
+
+- local renderers, ``viseme`` (offline, the default) and ``wav2lip`` (a user-supplied
+  checkpoint), change only a feathered region around the face; every other pixel is the
+  source's own;
+- hosted APIs (``syncso``, ``fal``, ``sonic``, ``did``) get the files through their own
+  upload protocols; their result is brought to the delivery format with our audio.
+
+The output is H.264 + AAC, fast start: at ``fps`` (25 by default) for a portrait, at the
+source's size and frame rate for a video (a phone video's rotation applied). When audio and
+video differ in length, ``sync_mode`` decides (see
+:data:`~reelforge.lipsync.footage.SYNC_MODES`). The result is measured with the sync meter
+and ``OUT.mp4.report.json`` is written beside it; both are renamed into place only at the
+end. Bad input (no face anywhere, not an image, not a video, not audio, a wrong output type,
+a backend that cannot take this kind of input) is an
+:class:`~reelforge.errors.InputError` and nothing is written.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reelforge.errors import InputError
+from reelforge.fsutil import scratch_dir
+from reelforge.lipsync.backends.hosted import HOSTED, hosted_backend
 from reelforge.lipsync.backends.viseme import (
-    VisemeAnimator,
+    VisemeRenderer,
     blink_track,
     head_motion,
     openness_track,
 )
-from reelforge.lipsync.faces import FaceTracker
+from reelforge.lipsync.faces import Face, FaceTracker
+from reelforge.lipsync.footage import (
+    SYNC_MODES,
+    VideoFootage,
+    frame_plan,
+    load_portrait,
+    smooth,
+    track,
+)
 from reelforge.lipsync.speech import RATE, band_energy, speech_mask
 from reelforge.lipsync.syncmeter import measure
 from reelforge.media import ffmpeg
@@ -34,18 +54,24 @@ from reelforge.media.probe import check_readable_file
 from reelforge.progress import NullProgress, Progress
 from reelforge.voice.post import decode
 
-MAX_SIDE = 1920
-BACKENDS = ("viseme", "did")
+LOCAL = ("viseme", "wav2lip")
+BACKENDS = LOCAL + tuple(HOSTED)
+ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p",
+          "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-movflags", "+faststart"]  # fmt: skip
 
 
 @dataclass
 class TalkOptions:
     backend: str = "viseme"
-    fps: int = 25
+    fps: int = 25  # for a portrait; a video keeps its own rate
     face_index: int = 0
-    motion: bool = True
+    motion: bool = True  # a portrait's slight head motion
     seed: int = 0
     check_sync: bool = True
+    sync_mode: str = "cut"
+    model: str | None = None  # hosted backends: which model (e.g. lipsync-2-pro)
+    checkpoint: Path | None = None  # wav2lip weights
+    device: str = "cpu"  # wav2lip: cpu, cuda, mps
     poll_interval: float = 2.0  # hosted backends: seconds between status checks
     job_timeout: float = 900.0  # hosted backends: give up after this long
 
@@ -54,45 +80,38 @@ class TalkOptions:
 class TalkReport:
     output: str
     backend: str
+    input: str  # "image" or "video"
     width: int
     height: int
-    fps: int
+    fps: float
     frames: int
     duration: float
     render_fps: float
-    faces_found: int
+    faces_found: int  # in the portrait; for a video, frames with the face
     speech_seconds: float
     sync: dict | None
+    sync_mode: str | None = None
+    source_frames: int | None = None
     notes: list[str] = field(default_factory=list)
     job: dict | None = None  # what a hosted API said about the job
 
 
-def load_portrait(path: Path, notes: list[str]) -> np.ndarray:
-    check_readable_file(path)
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError):
-        raise InputError("not an image that can be read", path=path) from None
-    if max(img.size) > MAX_SIDE:
-        scale = MAX_SIDE / max(img.size)
-        size = (round(img.width * scale), round(img.height * scale))
-        notes.append(f"image downscaled from {img.width}x{img.height} to {size[0]}x{size[1]}")
-        img = img.resize(size, Image.Resampling.LANCZOS)
-    w, h = img.width - img.width % 2, img.height - img.height % 2
-    return np.asarray(img)[:h, :w].copy()
+@dataclass
+class _Picture:
+    """What the frames come from, reduced to what rendering needs."""
+
+    kind: str
+    width: int
+    height: int
+    fps: float
+    plan: np.ndarray  # source frame per output frame
+    faces: list[Face | None]  # per source frame
+    frames: object  # () -> iterator of source frames in plan order
+    faces_found: int
+    source_frames: int
 
 
-def talk(
-    face: str | Path,
-    audio: str | Path,
-    output: str | Path,
-    options: TalkOptions | None = None,
-    progress: Progress | None = None,
-) -> TalkReport:
-    opts = options or TalkOptions()
-    progress = progress or NullProgress()
-    face, audio, output = Path(face), Path(audio), Path(output)
+def _check(opts: TalkOptions, output: Path) -> None:
     if output.suffix.lower() != ".mp4":
         raise InputError("output must be an .mp4 file", path=output)
     if opts.backend not in BACKENDS:
@@ -101,18 +120,174 @@ def talk(
         )
     if not 1 <= opts.fps <= 60:
         raise InputError("--fps must be 1 to 60")
-    notes: list[str] = []
+    if opts.sync_mode not in SYNC_MODES:
+        raise InputError(
+            f"unknown --sync-mode {opts.sync_mode!r}; choose one of {', '.join(SYNC_MODES)}"
+        )
+    if opts.backend == "wav2lip" and opts.checkpoint is None:
+        raise InputError("the wav2lip backend needs --checkpoint PATH (Wav2Lip weights)")
+
+
+def _portrait(face: Path, opts: TalkOptions, n_audio: int, notes: list[str]) -> _Picture:
     image = load_portrait(face, notes)
     with FaceTracker(still=True, max_faces=8) as tracker:
-        faces = tracker.faces(image)
-    if not faces:
+        found = tracker.faces(image)
+    if not found:
         raise InputError("no face found in the image", path=face)
-    if opts.face_index >= len(faces):
-        raise InputError(
-            f"--face-index {opts.face_index}: only {len(faces)} face(s) found", path=face
+    if opts.face_index >= len(found):
+        raise InputError(f"--face-index {opts.face_index}: only {len(found)} face(s) found",
+                         path=face)  # fmt: skip
+    if len(found) > 1:
+        notes.append(f"{len(found)} faces found; animating face {opts.face_index} by size")
+    h, w = image.shape[:2]
+    plan = np.zeros(n_audio, int)
+    return _Picture("image", w, h, float(opts.fps), plan, [found[opts.face_index]],
+                    lambda: (image for _ in plan), len(found), 1)  # fmt: skip
+
+
+def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
+           progress: Progress, notes: list[str]) -> _Picture:  # fmt: skip
+    footage = VideoFootage(path)
+    if footage.rotation:
+        notes.append(f"video rotated by {footage.rotation} degrees: output is upright")
+    update = progress.stage("tracking the face", footage.count, "frames")
+    spool = work / "frames.raw" if opts.sync_mode in ("loop", "pingpong") else None
+
+    def counted():
+        with spool.open("wb") if spool else _Null() as sink:
+            for i, frame in enumerate(footage.frames()):
+                sink.write(frame.tobytes())
+                update(min(i + 1, footage.count))
+                yield frame
+
+    faces = smooth(track(counted(), opts.face_index))
+    found = sum(f is not None for f in faces)
+    if not found:
+        raise InputError("no face found in the video", path=path)
+    if found < len(faces):
+        notes.append(f"no face on {len(faces) - found} of {len(faces)} frames: passed through")
+    fps = float(footage.fps)
+    plan = frame_plan(len(faces), max(1, round(duration * fps)), opts.sync_mode)
+    w, h = footage.width, footage.height
+
+    def frames() -> Iterator[np.ndarray]:
+        if spool:  # any order: read back what the tracking pass spooled
+            store = np.memmap(spool, np.uint8, "r", shape=(len(faces), h, w, 3))
+            for j in plan:
+                yield np.array(store[j])
+            return
+        source, last, at = footage.frames(), None, -1
+        for j in plan:  # non-decreasing: decode once, repeat the last frame where held
+            while at < j:
+                last, at = next(source), at + 1
+            yield last
+
+    return _Picture("video", w, h, fps, plan, faces, frames, found, len(faces))
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def write(self, data):
+        return None
+
+
+def _renderer(opts: TalkOptions, picture: _Picture, speech: np.ndarray):
+    n = len(picture.plan)
+    if opts.backend == "wav2lip":
+        from reelforge.lipsync.backends.wav2lip import (
+            Wav2LipRenderer,
+            load_model,
+            mel_chunks,
+            melspectrogram,
         )
-    if len(faces) > 1:
-        notes.append(f"{len(faces)} faces found; animating face {opts.face_index} by size")
+
+        model = load_model(Path(opts.checkpoint), opts.device)
+        need = int(np.ceil(n / picture.fps * RATE))
+        audio = np.pad(speech, (0, max(0, need - speech.size)))[:need]
+        mels = mel_chunks(melspectrogram(audio), n, picture.fps)
+        return Wav2LipRenderer(model, mels, opts.device)
+    openness = openness_track(band_energy(speech, n, picture.fps))
+    if picture.kind == "image":
+        blinks = blink_track(n, picture.fps, opts.seed)
+        sway = head_motion(n, picture.fps, 1.5 if opts.motion else 0.0, opts.seed)
+        return VisemeRenderer(openness, blinks, sway, still=True)
+    return VisemeRenderer(openness, still=False)
+
+
+def _render_local(opts, picture, speech, audio, tmp, progress) -> None:
+    renderer = _renderer(opts, picture, speech)
+    n = len(picture.plan)
+    update = progress.stage("talk", n, "frames")
+
+    def items():
+        for i, (j, frame) in enumerate(zip(picture.plan, picture.frames(), strict=False)):
+            yield i, frame, picture.faces[j]
+
+    def raw():
+        for i, frame in enumerate(renderer.run(items())):
+            yield np.ascontiguousarray(frame).tobytes()
+            update(i + 1)
+
+    ffmpeg.run_with_frames(
+        ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{picture.width}x{picture.height}",
+         "-r", f"{picture.fps:.6g}", "-i", "pipe:0", "-i", str(audio),
+         "-map", "0:v", "-map", "1:a:0", "-af", "apad", *ENCODE,
+         "-t", f"{n / picture.fps:.3f}", str(tmp)],
+        raw(),
+        subject=audio,
+    )  # fmt: skip
+
+
+def _render_hosted(opts, picture, visual: Path, audio, tmp, work, progress) -> dict:
+    backend = hosted_backend(opts.backend, opts.model, opts.poll_interval, opts.job_timeout)
+    n = len(picture.plan)
+    if picture.kind not in backend.accepts:
+        if picture.kind == "video":
+            raise InputError(f"the {opts.backend} backend animates a still portrait; "
+                             "use --face IMAGE")  # fmt: skip
+        # A video-only service gets the portrait as a still clip as long as the speech.
+        still = work / "portrait.mp4"
+        ffmpeg.run(["-loop", "1", "-framerate", f"{picture.fps:g}", "-i", str(visual),
+                    "-t", f"{n / picture.fps:.3f}", "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "14",
+                    "-pix_fmt", "yuv420p", str(still)], subject=visual)  # fmt: skip
+        visual = still
+    update = progress.stage(f"talk ({opts.backend})", 1, "jobs")
+    video, job = backend.render(visual, audio, opts.sync_mode)
+    update(1)
+    raw = work / "hosted.mp4"
+    raw.write_bytes(video)
+    # Our delivery format, our audio, our length; a short result holds its last frame.
+    size = f"scale={picture.width}:{picture.height}:flags=lanczos,setsar=1"
+    ffmpeg.run(["-i", str(raw), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
+                "-vf", f"{size},tpad=stop=-1:stop_mode=clone", "-af", "apad",
+                "-r", f"{picture.fps:.6g}", *ENCODE, "-t", f"{n / picture.fps:.3f}", str(tmp)],
+               subject=raw)  # fmt: skip
+    return job
+
+
+def talk(
+    face: str | Path | None,
+    audio: str | Path,
+    output: str | Path,
+    options: TalkOptions | None = None,
+    progress: Progress | None = None,
+    *,
+    video: str | Path | None = None,
+) -> TalkReport:
+    """See the module docstring. Give exactly one of ``face`` and ``video``."""
+    opts = options or TalkOptions()
+    progress = progress or NullProgress()
+    audio, output = Path(audio), Path(output)
+    if (face is None) == (video is None):
+        raise InputError("give either --face IMAGE or --video VIDEO")
+    _check(opts, output)
+    notes: list[str] = []
     check_readable_file(audio)
     try:
         speech = decode(audio, RATE)
@@ -121,67 +296,38 @@ def talk(
     if speech.size < RATE // 10:
         raise InputError("audio is shorter than 0.1 s", path=audio)
     duration = speech.size / RATE
-    n = max(1, round(duration * opts.fps))
-    energy = band_energy(speech, n, opts.fps)
-    spoken = speech_mask(energy)
-    openness = openness_track(energy)
-    if not openness.any():
-        notes.append("no speech found in the audio: the mouth stays closed")
-    blinks = blink_track(n, opts.fps, opts.seed)
-    sway = head_motion(n, opts.fps, 1.5 if opts.motion else 0.0, opts.seed)
-    h, w = image.shape[:2]
-    started = time.monotonic()
     output.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = output.with_name(f".{output.stem}.{tag}.partial.mp4")
-    raw = output.with_name(f".{output.stem}.{tag}.hosted.mp4")
-    report_path = output.with_suffix(".mp4.report.json")
-    tmp_report = report_path.with_name(f".{report_path.name}.{tag}")
-    job = None
-    encode = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-              "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-movflags", "+faststart"]  # fmt: skip
-    try:
-        if opts.backend == "viseme":
-            animator = VisemeAnimator(image, faces[opts.face_index])
-            update = progress.stage("talk", n, "frames")
-
-            def frames():
-                for i in range(n):
-                    pose = (float(openness[i]), float(blinks[i]), tuple(sway[i]))
-                    yield animator.frame(*pose).tobytes()
-                    update(i + 1)
-
-            ffmpeg.run_with_frames(
-                ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(opts.fps),
-                 "-i", "pipe:0", "-i", str(audio), "-map", "0:v", "-map", "1:a:0", *encode,
-                 "-t", f"{n / opts.fps:.3f}", str(tmp)],
-                frames(),
-                subject=audio,
-            )  # fmt: skip
+    with scratch_dir(output) as work:
+        if face is not None:
+            picture = _portrait(Path(face), opts, max(1, round(duration * opts.fps)), notes)
         else:
-            from reelforge.lipsync.backends.did import DidBackend
-
-            update = progress.stage("talk (D-ID)", 1, "jobs")
-            hosted = DidBackend(poll_interval=opts.poll_interval, timeout=opts.job_timeout)
-            video, job = hosted.render(face, audio)
-            raw.write_bytes(video)
-            update(1)
-            # Bring the hosted result to our delivery format, with the original audio.
-            ffmpeg.run(["-i", str(raw), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0",
-                        "-r", str(opts.fps), *encode, "-t", f"{duration:.3f}", str(tmp)],
-                       subject=raw)  # fmt: skip
+            picture = _video(Path(video), opts, duration, work, progress, notes)
+        n = len(picture.plan)
+        energy = band_energy(speech, n, picture.fps)
+        if not openness_track(energy).any():
+            notes.append("no speech found in the audio: the mouth stays closed")
+        tmp = work / "talk.mp4"
+        started = time.monotonic()
+        job = None
+        if opts.backend in LOCAL:
+            _render_local(opts, picture, speech, audio, tmp, progress)
+        else:
+            visual = Path(face if face is not None else video)
+            job = _render_hosted(opts, picture, visual, audio, tmp, work, progress)
         render_fps = n / max(time.monotonic() - started, 1e-6)
-        reading = measure(tmp).as_dict() if opts.check_sync else None
+        reading = measure(tmp, face_index=0).as_dict() if opts.check_sync else None
         report = TalkReport(
-            output=str(output), backend=opts.backend, width=w, height=h, fps=opts.fps,
-            frames=n, duration=round(n / opts.fps, 3), render_fps=round(render_fps, 1),
-            faces_found=len(faces), speech_seconds=round(float(spoken.sum()) / opts.fps, 2),
-            sync=reading, notes=notes, job=job,
+            output=str(output), backend=opts.backend, input=picture.kind,
+            width=picture.width, height=picture.height, fps=round(picture.fps, 3), frames=n,
+            duration=round(n / picture.fps, 3), render_fps=round(render_fps, 1),
+            faces_found=picture.faces_found,
+            speech_seconds=round(float(speech_mask(energy).sum()) / picture.fps, 2),
+            sync=reading, sync_mode=opts.sync_mode if picture.kind == "video" else None,
+            source_frames=picture.source_frames if picture.kind == "video" else None,
+            notes=notes, job=job,
         )  # fmt: skip
-        tmp_report.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+        report_tmp = work / "report.json"
+        report_tmp.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
         tmp.replace(output)
-        tmp_report.replace(report_path)
-    finally:
-        for leftover in (tmp, raw, tmp_report):
-            leftover.unlink(missing_ok=True)
+        report_tmp.replace(output.with_suffix(".mp4.report.json"))
     return report

@@ -22,6 +22,7 @@ FINAL = {"done", "error", "rejected"}
 
 class DidBackend:
     name = "did"
+    accepts = ("image",)
 
     def __init__(
         self, base_url: str | None = None, poll_interval: float = 2.0, timeout: float = 900.0
@@ -40,8 +41,9 @@ class DidBackend:
             raise BackendError(f"D-ID: the {kind} upload returned no URL")
         return answer["url"]
 
-    def render(self, face: Path, audio: Path) -> tuple[bytes, dict]:
-        """The talking video's bytes, and what D-ID said about the job."""
+    def render(self, face: Path, audio: Path, sync_mode: str = "cut") -> tuple[bytes, dict]:
+        """The talking video's bytes, and what D-ID said about the job (a talk always lasts
+        as long as its audio, so ``sync_mode`` has nothing to choose)."""
         source_url = self._upload("image", face)
         audio_url = self._upload("audio", audio)
         created = self.client.request(

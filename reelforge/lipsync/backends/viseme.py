@@ -73,8 +73,13 @@ def head_motion(n_frames: int, fps: float, amplitude: float, seed: int = 0) -> n
 
 
 class VisemeAnimator:
-    def __init__(self, image: np.ndarray, face: Face) -> None:
+    """See the module docstring. ``dub=True`` is for a video frame whose mouth already
+    moves: the opening is then set to the target (closing the mouth where the new audio is
+    silent) instead of added to the portrait's own, and the eyes are left alone."""
+
+    def __init__(self, image: np.ndarray, face: Face, dub: bool = False) -> None:
         self.image = image
+        self.dub = dub
         h, w = image.shape[:2]
         p = face.points
         x0, y0, x1, y1 = face.box
@@ -97,6 +102,10 @@ class VisemeAnimator:
         u = (gx - centre[0]) * axis[0] + (gy - centre[1]) * axis[1]
         v = (gx - centre[0]) * down[0] + (gy - centre[1]) * down[1]
         lip_v = float(np.dot(p[LOWER_LIP] - origin - centre, down))  # the jaw turns here
+        upper_v = float(np.dot(p[UPPER_LIP] - origin - centre, down))
+        self.gap = max(0.0, lip_v - upper_v)  # the mouth's own opening, in pixels
+        if dub:
+            lip_v = upper_v  # move everything under the upper lip, to open or to close
         chin_v = float(np.dot(p[CHIN] - origin - centre, down))
         width = float(np.linalg.norm(right - left))
         self.drop = MAX_DROP * width
@@ -115,7 +124,7 @@ class VisemeAnimator:
         self.v, self.lip_v, self.ramp = v.astype(np.float32), lip_v, ramp
         # Eyes: an elliptical patch in each eye's own axes, upper lid to below the lower lid.
         self.eyes = []
-        for upper, lower, ca, cb in EYES:
+        for upper, lower, ca, cb in () if dub else EYES:
             a, b = p[ca] - origin, p[cb] - origin
             ecentre = (a + b) / 2
             eaxis = (b - a) / max(1e-6, float(np.linalg.norm(b - a)))
@@ -145,8 +154,9 @@ class VisemeAnimator:
     ) -> np.ndarray:
         map_x = self.gx - offset[0] * self.w_head
         map_y = self.gy - offset[1] * self.w_head
-        d = openness * self.drop
-        if d > 0.05:
+        target = openness * self.drop
+        d = target - self.gap if self.dub else target
+        if abs(d) > 0.05:
             map_x = map_x - d * self.w_jaw * self.down[0]
             map_y = map_y - d * self.w_jaw * self.down[1]
         if blink > 0:
@@ -155,9 +165,9 @@ class VisemeAnimator:
                 map_x = map_x + blink * shift * edown[0]
                 map_y = map_y + blink * shift * edown[1]
         out = cv2.remap(self.roi, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        if d > 0.5:
+        if target > 0.5 and d > 0:
             # Shade the opened gap (between the lower lip's old and new place) like a mouth.
-            height = d * self.ellipse
+            height = target * self.ellipse
             v = self.v
             inner = _smoothstep((v - (self.lip_v - self.ramp)) / (2 * self.ramp)) * (
                 1.0 - _smoothstep((v - (self.lip_v + height - self.ramp)) / (2 * self.ramp))
@@ -167,3 +177,39 @@ class VisemeAnimator:
         frame = self.image.copy()
         frame[self.y0 : self.y1, self.x0 : self.x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         return frame
+
+
+class VisemeRenderer:
+    """The ``viseme`` backend as a frame renderer: ``run`` takes (output index, frame, face)
+    in order and yields each frame with the mouth set for that index. A still portrait
+    (``still=True``) also blinks and sways; a dubbed video keeps its own eyes and motion, and
+    frames without a face pass through untouched."""
+
+    name = "viseme"
+
+    def __init__(
+        self,
+        openness: np.ndarray,
+        blinks: np.ndarray | None = None,
+        sway: np.ndarray | None = None,
+        still: bool = True,
+    ) -> None:
+        self.openness = openness
+        self.blinks = blinks
+        self.sway = sway
+        self.still = still
+
+    def run(self, items):
+        animator, seen = None, None
+        for i, frame, face in items:
+            if face is None:
+                yield frame
+                continue
+            if not self.still:
+                yield VisemeAnimator(frame, face, dub=True).frame(float(self.openness[i]))
+                continue
+            if face is not seen:
+                animator, seen = VisemeAnimator(frame, face), face
+            blink = float(self.blinks[i]) if self.blinks is not None else 0.0
+            offset = tuple(self.sway[i]) if self.sway is not None else (0.0, 0.0)
+            yield animator.frame(float(self.openness[i]), blink, offset)
