@@ -181,3 +181,155 @@ class FakeDid(FakeApi):
             return self.send(h, 200, {"id": "tlk_test", "status": "done", "duration": 1.9,
                                       "result_url": f"{self.base}/files/result.mp4"})  # fmt: skip
         return self.send(h, 404, {"kind": "NotFound"})
+
+
+class FakeJobApi(FakeApi):
+    """Common ground for job APIs: ``final`` is "done", "error" or "never" (stays running);
+    files PUT to ``/upload/...`` are kept in ``uploads``; ``/files/result.mp4`` serves the
+    result video (``self.audio`` holds its bytes)."""
+
+    def __init__(self, video: bytes, failures=None, final: str = "done") -> None:
+        super().__init__(video, failures)
+        self.final = final
+        self.polls = 0
+        self.uploads: dict[str, bytes] = {}
+        api = self
+        handler = self.server.RequestHandlerClass
+
+        def do_PUT(h):  # noqa: N802 - the name http.server dispatches to
+            n = int(h.headers.get("content-length") or 0)
+            api.uploads[h.path] = h.rfile.read(n)
+            api.requests.append(("PUT", h.path, {"_type": h.headers.get("content-type")}))
+            api.send(h, 200, b"", "text/plain")
+
+        handler.do_PUT = do_PUT
+
+    def serve_file(self, h) -> bool:
+        if h.path.startswith("/files/"):
+            self.send(h, 200, self.audio, "video/mp4")
+            return True
+        return False
+
+    def state(self) -> str:
+        """running, done or error, as this job's poll count and ``final`` decide."""
+        self.polls += 1
+        if self.polls < 2 or self.final == "never":
+            return "running"
+        return self.final
+
+
+class FakeSyncSo(FakeJobApi):
+    """sync.so v2: assets (presign, PUT, register), POST /v2/generate, GET /v2/generate/{id}."""
+
+    key_header = "x-api-key"
+    key_value = "test-sync-key"
+
+    def handle(self, h, method, body):
+        self.requests.append((method, h.path, body))
+        if self.serve_file(h) or not self.authorised(h):
+            return None
+        failure = self.take_failure()
+        if failure:
+            return self.send(h, failure, {"message": "rate limited"})
+        if method == "POST" and h.path == "/v2/assets/upload":
+            if not {"fileName", "contentType", "size"} <= body.keys():
+                return self.send(h, 400, {"message": "fileName, contentType, size required"})
+            name = body["fileName"]
+            return self.send(h, 201, {"uploadUrl": f"{self.base}/upload/{name}",
+                                      "url": f"https://assets.example/{name}",
+                                      "expiresIn": 600})  # fmt: skip
+        if method == "POST" and h.path == "/v2/assets":
+            name = body.get("url", "").rsplit("/", 1)[-1]
+            if f"/upload/{name}" not in self.uploads:
+                return self.send(h, 400, {"message": "nothing was uploaded there"})
+            return self.send(h, 201, {"id": f"asset-{name}", "url": body["url"]})
+        if method == "POST" and h.path == "/v2/generate":
+            kinds = sorted(i.get("type") for i in body.get("input", []) if i.get("assetId"))
+            if kinds != ["audio", "video"] or body.get("model") not in (
+                "lipsync-2",
+                "lipsync-2-pro",
+            ):
+                return self.send(h, 400, {"message": "bad input"})  # fmt: skip
+            return self.send(h, 201, {"id": "gen-1", "status": "PENDING"})
+        if method == "GET" and h.path == "/v2/generate/gen-1":
+            state = self.state()
+            if state == "running":
+                return self.send(h, 200, {"id": "gen-1", "status": "PROCESSING"})
+            if state == "error":
+                return self.send(h, 200, {"id": "gen-1", "status": "FAILED",
+                                          "error": "no face detected"})  # fmt: skip
+            return self.send(h, 200, {"id": "gen-1", "status": "COMPLETED", "outputDuration": 3,
+                                      "outputUrl": f"{self.base}/files/result.mp4"})  # fmt: skip
+        return self.send(h, 404, {"message": "not found"})
+
+
+class FakeFalLipsync(FakeJobApi):
+    """fal.ai storage (initiate + PUT) and queue (submit, status, response) for lip-sync."""
+
+    key_header = "Authorization"
+    key_value = "Key test-fal-key"
+
+    def handle(self, h, method, body):
+        self.requests.append((method, h.path, body))
+        if self.serve_file(h) or not self.authorised(h):
+            return None
+        failure = self.take_failure()
+        if failure:
+            return self.send(h, failure, {"detail": "busy"})
+        path = h.path.split("?")[0]
+        if method == "POST" and path == "/storage/upload/initiate":
+            name = body.get("file_name")
+            return self.send(h, 200, {"upload_url": f"{self.base}/upload/{name}",
+                                      "file_url": f"https://fal.media/{name}"})  # fmt: skip
+        if method == "POST" and path.startswith("/fal-ai/"):
+            uploaded = {f"https://fal.media/{k.rsplit('/', 1)[-1]}" for k in self.uploads}
+            if not {body.get("video_url"), body.get("audio_url")} <= uploaded:
+                return self.send(h, 422, {"detail": "video_url and audio_url required"})
+            request = f"{self.base}/{path.strip('/')}/requests/req-1"
+            return self.send(h, 200, {"request_id": "req-1", "status_url": f"{request}/status",
+                                      "response_url": request})  # fmt: skip
+        if path.endswith("/status"):
+            state = self.state()
+            status = {"running": "IN_PROGRESS", "error": "FAILED", "done": "COMPLETED"}[state]
+            return self.send(h, 200, {"status": status})
+        if "/requests/req-1" in path:
+            return self.send(h, 200, {"video": {"url": f"{self.base}/files/result.mp4"}})
+        return self.send(h, 404, {"detail": "not found"})
+
+
+class FakeReplicate(FakeJobApi):
+    """Replicate: POST /v1/files (multipart), POST /v1/predictions, GET the prediction."""
+
+    key_header = "Authorization"
+    key_value = "Bearer test-replicate-token"
+
+    def handle(self, h, method, body):
+        self.requests.append((method, h.path, body))
+        if self.serve_file(h) or not self.authorised(h):
+            return None
+        failure = self.take_failure()
+        if failure:
+            return self.send(h, failure, {"detail": "throttled"})
+        if method == "POST" and h.path == "/v1/files":
+            if b'name="content"' not in body.get("_raw", b""):
+                return self.send(h, 400, {"detail": "content is required"})
+            fid = uuid.uuid4().hex[:8]
+            return self.send(h, 201, {"id": fid,
+                                      "urls": {"get": f"{self.base}/v1/files/{fid}"}})  # fmt: skip
+        if method == "POST" and h.path == "/v1/predictions":
+            given = body.get("input", {})
+            if not body.get("version") or not {"image", "audio"} <= given.keys():
+                return self.send(h, 422, {"detail": "version, input.image, input.audio"})
+            return self.send(h, 201, {"id": "pred-1", "status": "starting", "urls": {
+                "get": f"{self.base}/v1/predictions/pred-1"}})  # fmt: skip
+        if method == "GET" and h.path == "/v1/predictions/pred-1":
+            state = self.state()
+            if state == "running":
+                return self.send(h, 200, {"id": "pred-1", "status": "processing"})
+            if state == "error":
+                return self.send(h, 200, {"id": "pred-1", "status": "failed",
+                                          "error": "CUDA out of memory"})  # fmt: skip
+            return self.send(h, 200, {"id": "pred-1", "status": "succeeded",
+                                      "output": f"{self.base}/files/result.mp4",
+                                      "metrics": {"predict_time": 12.5}})  # fmt: skip
+        return self.send(h, 404, {"detail": "not found"})

@@ -47,3 +47,17 @@ def build_tiny_dia(folder: Path) -> Path:
     processor.save_pretrained(folder)
     codec.save_pretrained(folder / "dac")
     return folder
+
+
+def build_random_wav2lip(path: Path) -> Path:
+    """The real Wav2Lip generator, randomly initialised, saved the way its training code saves
+    checkpoints (``state_dict`` with DataParallel's ``module.`` prefixes)."""
+    import torch
+
+    from reelforge.lipsync.backends.wav2lip import build_model
+
+    torch.manual_seed(0)
+    model = build_model()
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, path)
+    return path

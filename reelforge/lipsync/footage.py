@@ -5,9 +5,12 @@ Contract:
 - :func:`load_portrait` reads an image upright (EXIF orientation applied) as RGB, downscaled
   to at most 1920 px with a note, cropped to even sides.
 - :class:`VideoFootage` opens a video (a one-line :class:`~reelforge.errors.InputError` for a
-  file that is not one, or has no video stream) and yields its frames upright as RGB: a
-  phone video's rotation is applied, so a portrait clip comes out portrait. Its frame rate
-  is the stream's nominal rate.
+  file that is not one, or has no video stream) and yields its frames upright as planar
+  YUV 4:2:0 (``(h * 3 / 2, w)`` uint8): a phone video's rotation is applied, so a portrait
+  clip comes out portrait. Its frame rate is the stream's nominal rate. Working in the
+  source's own YUV lets a dub keep every pixel outside the face exactly as decoded:
+  :func:`to_rgb` gives renderers RGB, and :func:`paste_changes` writes back only the
+  region a renderer changed.
 - :func:`frame_plan` maps output frames to source frames for a ``sync_mode`` when the audio
   and the video differ in length (see :data:`SYNC_MODES`).
 - :func:`track` finds the face on every frame; :func:`smooth` steadies the landmarks over
@@ -73,7 +76,7 @@ class VideoFootage:
             if first is None:
                 raise InputError("has a video stream without frames", path=path)
             self.rotation = int(getattr(first, "rotation", 0) or 0)
-            w, h = first.width, first.height
+            w, h = first.width - first.width % 2, first.height - first.height % 2
             container.seek(0)
             # Packets, not decoded frames: counting costs a demux, not a decode.
             self.count = sum(1 for p in container.demux(stream) if p.size)
@@ -81,11 +84,70 @@ class VideoFootage:
         self._turns = turns
         self.width, self.height = (h, w) if turns % 2 else (w, h)
 
+        self._size = (w, h)  # stored (unrotated), even
+
     def frames(self) -> Iterator[np.ndarray]:
+        """Planar YUV 4:2:0 frames, upright (odd sizes lose their last row or column)."""
+        w, h = self._size
         with av.open(str(self.path)) as container:
             for frame in container.decode(video=0):
-                rgb = frame.to_ndarray(format="rgb24")
-                yield np.ascontiguousarray(np.rot90(rgb, k=self._turns)) if self._turns else rgb
+                if frame.format.name != "yuv420p" or (frame.width, frame.height) != (w, h):
+                    if (frame.width, frame.height) != (w, h):
+                        frame = _crop_even(frame)
+                    frame = frame.reformat(format="yuv420p")
+                yuv = frame.to_ndarray()
+                yield _rotate_planes(yuv, w, h, self._turns) if self._turns else yuv
+
+    def rgb_frames(self) -> Iterator[np.ndarray]:
+        return (to_rgb(yuv) for yuv in self.frames())
+
+
+def _crop_even(frame: av.VideoFrame) -> av.VideoFrame:
+    rgb = frame.to_ndarray(format="rgb24")
+    h, w = rgb.shape[0] - rgb.shape[0] % 2, rgb.shape[1] - rgb.shape[1] % 2
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
+
+
+def _planes(yuv: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = yuv[:h]
+    chroma = yuv[h:].reshape(2, h // 2, w // 2)
+    return y, chroma[0], chroma[1]
+
+
+def _join(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    h, w = y.shape
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+
+
+def _rotate_planes(yuv: np.ndarray, w: int, h: int, turns: int) -> np.ndarray:
+    return _join(*(np.rot90(p, k=turns) for p in _planes(yuv, w, h)))
+
+
+def to_rgb(yuv: np.ndarray) -> np.ndarray:
+    """RGB for a planar 4:2:0 frame (swscale's default matrix; :func:`paste_changes` uses
+    the same one back, so an untouched pixel makes the round trip unchanged in meaning)."""
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="rgb24")
+
+
+def paste_changes(yuv: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``yuv`` with the region where ``after`` differs from ``before`` (both RGB) replaced by
+    ``after`` converted back to YUV; every pixel outside that region is left as it was."""
+    changed = np.any(before != after, axis=2)
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    if rows.size == 0:
+        return yuv
+    h, w = changed.shape
+    y0, y1 = rows[0] - rows[0] % 2, min(h, rows[-1] + 1 + (rows[-1] + 1) % 2)
+    x0, x1 = cols[0] - cols[0] % 2, min(w, cols[-1] + 1 + (cols[-1] + 1) % 2)
+    crop = np.ascontiguousarray(after[y0:y1, x0:x1])
+    patch = av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(format="yuv420p")
+    py, pu, pv = _planes(patch.to_ndarray(), x1 - x0, y1 - y0)
+    out = yuv.copy()
+    oy, ou, ov = _planes(out, w, h)
+    oy[y0:y1, x0:x1] = py
+    ou[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pu
+    ov[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pv
+    return out
 
 
 def frame_plan(n_video: int, n_audio: int, mode: str) -> np.ndarray:

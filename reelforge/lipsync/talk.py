@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +45,9 @@ from reelforge.lipsync.footage import (
     VideoFootage,
     frame_plan,
     load_portrait,
+    paste_changes,
     smooth,
+    to_rgb,
     track,
 )
 from reelforge.lipsync.speech import RATE, band_energy, speech_mask
@@ -160,7 +163,7 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
                 update(min(i + 1, footage.count))
                 yield frame
 
-    faces = smooth(track(counted(), opts.face_index))
+    faces = smooth(track((to_rgb(yuv) for yuv in counted()), opts.face_index))
     found = sum(f is not None for f in faces)
     if not found:
         raise InputError("no face found in the video", path=path)
@@ -172,7 +175,7 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
 
     def frames() -> Iterator[np.ndarray]:
         if spool:  # any order: read back what the tracking pass spooled
-            store = np.memmap(spool, np.uint8, "r", shape=(len(faces), h, w, 3))
+            store = np.memmap(spool, np.uint8, "r", shape=(len(faces), h * 3 // 2, w))
             for j in plan:
                 yield np.array(store[j])
             return
@@ -224,17 +227,28 @@ def _render_local(opts, picture, speech, audio, tmp, progress) -> None:
     n = len(picture.plan)
     update = progress.stage("talk", n, "frames")
 
+    video = picture.kind == "video"
+    sources: deque = deque()  # a video's own YUV frames, waiting for their rendered faces
+
     def items():
         for i, (j, frame) in enumerate(zip(picture.plan, picture.frames(), strict=False)):
+            if video:
+                rgb = to_rgb(frame)
+                sources.append((frame, rgb))
+                frame = rgb
             yield i, frame, picture.faces[j]
 
     def raw():
         for i, frame in enumerate(renderer.run(items())):
+            if video:  # only the pixels the renderer changed leave the source's YUV
+                yuv, before = sources.popleft()
+                frame = paste_changes(yuv, before, frame)
             yield np.ascontiguousarray(frame).tobytes()
             update(i + 1)
 
+    pix_fmt = "yuv420p" if video else "rgb24"
     ffmpeg.run_with_frames(
-        ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{picture.width}x{picture.height}",
+        ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{picture.width}x{picture.height}",
          "-r", f"{picture.fps:.6g}", "-i", "pipe:0", "-i", str(audio),
          "-map", "0:v", "-map", "1:a:0", "-af", "apad", *ENCODE,
          "-t", f"{n / picture.fps:.3f}", str(tmp)],
