@@ -117,3 +117,34 @@ def test_huge_image_is_downscaled_with_a_note(tmp_path):
     report = json.loads(result.stdout)
     assert max(report["width"], report["height"]) <= 1920
     assert any("downscaled" in n for n in report["notes"])
+
+
+def test_several_faces_largest_by_default_and_face_index(tmp_path):
+    """A real portrait beside a smaller copy of itself: the larger face moves by default,
+    --face-index 1 moves the other one. (The face detector needs faces that fill a fair part
+    of the picture, so two different shared portraits side by side are not both found.)"""
+    big = Image.open(media("faces/kodim04.png")).convert("RGB")  # the larger face
+    small = big.resize((big.width * 7 // 10, big.height * 7 // 10))
+    canvas = Image.new("RGB", (big.width + small.width, max(big.height, small.height)), "gray")
+    canvas.paste(big, (0, 0))
+    canvas.paste(small, (big.width, 0))
+    group = tmp_path / "two.png"
+    canvas.save(group)
+    still = np.asarray(canvas).astype(np.int16)
+    with FaceTracker(still=True, max_faces=4) as tracker:
+        boxes = [[int(v) for v in f.box] for f in tracker.faces(np.asarray(canvas))]
+    changed = {}
+    for index in (0, 1):
+        out = tmp_path / f"face{index}.mp4"
+        result = run_cli("talk", "--face", group, "--audio", media("speech/LJ001-0002.wav"),
+                         "-o", out, "--no-motion", "--face-index", index, "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert any("2 faces found" in n for n in json.loads(result.stdout)["notes"])
+        frames, _ = _frames(out)
+        motion = np.mean([np.abs(f - still).mean(axis=2) for f in frames[10:40]], axis=0)
+        changed[index] = [motion[y0:y1, x0:x1].mean() for x0, y0, x1, y1 in boxes]
+    assert boxes[0][0] < big.width <= boxes[1][0]  # largest first: the left face
+    # Each face changes more in the run that animates it than in the run that does not (the
+    # same region in both runs carries the same compression noise).
+    assert changed[0][0] > 1.5 * changed[1][0]  # by default the larger face spoke
+    assert changed[1][1] > 1.5 * changed[0][1]  # --face-index 1: the other one
