@@ -76,6 +76,12 @@ def publish(
         Path | None,
         typer.Option("--ladder", help="JSON file of rungs (width, height, bitrate_kbps)."),
     ] = None,
+    codecs: Annotated[
+        str,
+        typer.Option(
+            "--codecs", help="Comma-separated: h264, hevc, vp9, av1 (each covers the whole ladder)."
+        ),
+    ] = "h264",
     segment_duration: Annotated[
         float, typer.Option("--segment-duration", help="Target segment length in seconds.")
     ] = 4.0,
@@ -102,11 +108,10 @@ def publish(
     from reelforge.video.publish import PublishOptions
     from reelforge.video.publish import publish as run_publish
 
-    if preset not in ("fast", "balanced", "best"):
-        raise InputError(f"--preset must be fast, balanced or best, not {preset!r}")
     rungs = ladder_mod.load_ladder_file(ladder) if ladder else None
     opts = PublishOptions(
         rungs=rungs,
+        codecs=tuple(c.strip() for c in codecs.split(",")),
         ladder_name=str(ladder) if ladder else "apple-hls-h264",
         segment_duration=segment_duration,
         preset=preset,

@@ -1,10 +1,13 @@
-"""Encode a whole ladder in one ffmpeg run: one decode, a filter graph that splits.
+"""Encode a whole ladder, in every codec, in one ffmpeg run: one decode, a graph that splits.
 
-Contract: :func:`encode_ladder` writes one single-track fragmented MP4 per rendition
-(``<name>.mp4``) and one for audio (``audio.mp4``) into ``workdir``. Every video output has
-closed GOPs with an IDR at the same timestamps (multiples of ``keyframe_interval``), no
-scene-cut keyframes, and VBV-capped bitrate. Fragments start at each keyframe (video) or
-every ``keyframe_interval`` seconds (audio) so the packager can group them into segments.
+Contract: :func:`encode_ladder` writes one single-track fragmented MP4 per output
+(``<rendition name>.mp4``) and one for audio (``audio.mp4``) into ``workdir``. Every video
+output, whatever its codec, has closed GOPs with a keyframe at the same timestamps
+(multiples of ``keyframe_interval``) and no scene-cut keyframes (see
+:mod:`reelforge.video.codecs`). 8-bit outputs are BT.709 SDR (an HDR source tone-mapped);
+``deep`` outputs keep a 10-bit or HDR source's depth and colour tags. Fragments start at
+each keyframe (video) or every ``keyframe_interval`` seconds (audio) so the packager can
+group them into segments.
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ from pathlib import Path
 
 from reelforge.media import ffmpeg
 from reelforge.media.probe import MediaInfo, VideoStreamInfo
+from reelforge.video.codecs import SDR, CodecSpec, Colour
 from reelforge.video.ladder import Rendition
 
-# User-facing speed/quality presets mapped to x264 presets.
-X264_PRESETS = {"fast": "veryfast", "balanced": "medium", "best": "slow"}
 FRAGMENTED_MP4 = "+frag_keyframe+empty_moov+default_base_moof+cmaf+negative_cts_offsets"
 
 
@@ -39,21 +41,36 @@ class EncodeOutputs:
     audio: Path | None
 
 
+def base_filters(video: VideoStreamInfo) -> list[str]:
+    """Filters every output shares, before the split: deinterlace, constant frame rate."""
+    chain = ["bwdif=mode=send_frame"] if video.is_interlaced else []
+    return [*chain, f"fps={video.frame_rate_exact}"]
+
+
+def tonemap_filters(video: VideoStreamInfo) -> list[str]:
+    """HDR (PQ or HLG) to BT.709 SDR, for outputs that are SDR; nothing for SDR sources."""
+    if not video.is_hdr:
+        return []
+    return ["zscale=t=linear:npl=100", "format=gbrpf32le", "zscale=p=bt709",
+            "tonemap=hable:desat=0", "zscale=t=bt709:m=bt709:r=tv"]  # fmt: skip
+
+
 def source_filters(video: VideoStreamInfo) -> list[str]:
-    """Filters applied once, before the split: deinterlace, tone-map, constant frame rate."""
-    chain: list[str] = []
-    if video.is_interlaced:
-        chain.append("bwdif=mode=send_frame")
-    if video.is_hdr:
-        chain += [
-            "zscale=t=linear:npl=100",
-            "format=gbrpf32le",
-            "zscale=p=bt709",
-            "tonemap=hable:desat=0",
-            "zscale=t=bt709:m=bt709:r=tv",
-        ]
-    chain.append(f"fps={video.frame_rate_exact}")
-    return chain
+    """The SDR picture every 8-bit output starts from: deinterlaced, tone-mapped, CFR."""
+    return [*base_filters(video)[:-1], *tonemap_filters(video), base_filters(video)[-1]]
+
+
+def keeps_depth(video: VideoStreamInfo) -> bool:
+    """Whether codecs that can (HEVC, VP9, AV1) should stay 10-bit for this source."""
+    return video.is_hdr or (video.bit_depth or 8) > 8
+
+
+def deep_colour(video: VideoStreamInfo) -> Colour:
+    """The source's own colour tags, for 10-bit outputs."""
+    primaries = video.color_primaries or ("bt2020" if video.is_hdr else "bt709")
+    matrix = "bt2020nc" if primaries == "bt2020" else "bt709"
+    transfer = video.color_transfer or "bt709"
+    return Colour(primaries=primaries, transfer=transfer, matrix=matrix, ten_bit=True)
 
 
 def _input_matrix(video: VideoStreamInfo) -> str:
@@ -65,49 +82,50 @@ def _input_matrix(video: VideoStreamInfo) -> str:
     return "bt709" if video.display_height >= 720 or video.display_width >= 1280 else "bt601"
 
 
-def build_filter_graph(video: VideoStreamInfo, renditions: list[Rendition]) -> str:
-    """The ``-filter_complex`` text: one source chain, a split, one scaler per rendition."""
-    n = len(renditions)
-    head = ",".join([*source_filters(video), f"split={n}"])
-    graph = [f"[0:v:0]{head}" + "".join(f"[s{i}]" for i in range(n))]
-    matrix = "bt709" if video.is_hdr else _input_matrix(video)
-    for i, r in enumerate(renditions):
-        steps = [r.fps_filter] if r.fps_filter else []
-        steps += [
-            f"scale={r.width}:{r.height}:flags=lanczos:in_color_matrix={matrix}"
-            ":out_color_matrix=bt709:out_range=tv",
-            "setsar=1",
-            "format=yuv420p",
-        ]
-        graph.append(f"[s{i}]" + ",".join(steps) + f"[v{i}]")
+@dataclass(frozen=True)
+class Output:
+    """One video output: a rendition in a codec, 8-bit SDR or 10-bit (``deep``)."""
+
+    rendition: Rendition
+    codec: CodecSpec
+    deep: bool = False
+
+
+def build_filter_graph(video: VideoStreamInfo, outputs: list[Output]) -> str:
+    """The ``-filter_complex`` text: the shared source chain, a split per branch (SDR, and
+    10-bit when some codec keeps depth), one scaler per distinct size and frame rate in each
+    branch, split again among the codecs that share it. Output ``i`` is labelled ``[v{i}]``."""
+    groups: dict[tuple, list[int]] = {}
+    for i, o in enumerate(outputs):
+        r = o.rendition
+        groups.setdefault((o.deep, r.width, r.height, r.fps_filter), []).append(i)
+    branches = sorted({deep for deep, *_ in groups})
+    graph = [f"[0:v:0]{','.join(base_filters(video))},split={len(branches)}"
+             + "".join(f"[b{int(d)}]" for d in branches)]  # fmt: skip
+    sdr_matrix = "bt709" if video.is_hdr else _input_matrix(video)
+    for deep in branches:
+        mine = [(k, v) for k, v in groups.items() if k[0] == deep]
+        head = [] if deep else tonemap_filters(video)
+        graph.append(f"[b{int(deep)}]" + ",".join([*head, f"split={len(mine)}"])
+                     + "".join(f"[g{int(deep)}_{j}]" for j in range(len(mine))))  # fmt: skip
+        for j, ((_, w, h, fps_filter), members) in enumerate(mine):
+            steps = [fps_filter] if fps_filter else []
+            if deep:
+                steps += [f"scale={w}:{h}:flags=lanczos", "setsar=1", "format=yuv420p10le"]
+            else:
+                steps += [f"scale={w}:{h}:flags=lanczos:in_color_matrix={sdr_matrix}"
+                          ":out_color_matrix=bt709:out_range=tv", "setsar=1",
+                          "format=yuv420p"]  # fmt: skip
+            steps.append(f"split={len(members)}")
+            graph.append(f"[g{int(deep)}_{j}]" + ",".join(steps)
+                         + "".join(f"[v{i}]" for i in members))  # fmt: skip
     return ";".join(graph)
-
-
-def x264_args(r: Rendition, keyframe_interval: float, preset: str) -> list[str]:
-    """Encoder arguments for one H.264 rendition on the shared keyframe grid."""
-    gop = round(keyframe_interval * r.fps)
-    return [
-        "-c:v", "libx264",
-        "-preset", X264_PRESETS.get(preset, preset),
-        "-profile:v", "high",
-        "-b:v", f"{r.bitrate_kbps}k",
-        "-maxrate", f"{r.maxrate_kbps}k",
-        "-bufsize", f"{r.bufsize_kbits}k",
-        "-g", str(gop + 1),
-        "-keyint_min", str(gop),
-        "-sc_threshold", "0",
-        "-forced-idr", "1",
-        "-force_key_frames", f"expr:gte(t,n_forced*{keyframe_interval:.6f})",
-        "-x264-params", "open-gop=0:scenecut=0",
-        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-        "-color_range", "tv",
-    ]  # fmt: skip
 
 
 def build_command(
     source: Path,
     info: MediaInfo,
-    renditions: list[Rendition],
+    outputs: list[Output],
     workdir: Path,
     *,
     keyframe_interval: float,
@@ -116,15 +134,18 @@ def build_command(
 ) -> tuple[list[str], EncodeOutputs]:
     """The full ffmpeg argument list and the files it will write."""
     args: list[str] = ["-i", str(source)]
-    outputs: dict[str, Path] = {}
-    if renditions:
+    written: dict[str, Path] = {}
+    if outputs:
         if not info.video:
             raise ValueError("renditions requested for a source without video")
-        args += ["-filter_complex", build_filter_graph(info.video[0], renditions)]
-        for i, r in enumerate(renditions):
-            out = workdir / f"{r.name}.mp4"
-            outputs[r.name] = out
-            args += ["-map", f"[v{i}]", *x264_args(r, keyframe_interval, preset)]
+        video = info.video[0]
+        args += ["-filter_complex", build_filter_graph(video, outputs)]
+        for i, o in enumerate(outputs):
+            out = workdir / f"{o.rendition.name}.mp4"
+            written[o.rendition.name] = out
+            colour = deep_colour(video) if o.deep else SDR
+            args += ["-map", f"[v{i}]",
+                     *o.codec.args(o.rendition, keyframe_interval, preset, colour)]  # fmt: skip
             args += ["-an", "-movflags", FRAGMENTED_MP4, "-f", "mp4", str(out)]
     audio_out: Path | None = None
     if audio is not None and info.audio:
@@ -138,13 +159,13 @@ def build_command(
             "-movflags", "+empty_moov+default_base_moof+cmaf",
             "-f", "mp4", str(audio_out),
         ]  # fmt: skip
-    return args, EncodeOutputs(video=outputs, audio=audio_out)
+    return args, EncodeOutputs(video=written, audio=audio_out)
 
 
 def encode_ladder(
     source: Path,
     info: MediaInfo,
-    renditions: list[Rendition],
+    outputs: list[Output],
     workdir: Path,
     *,
     keyframe_interval: float,
@@ -153,14 +174,14 @@ def encode_ladder(
     on_progress: Callable[[float], None] | None = None,
 ) -> EncodeOutputs:
     """Run the single ffmpeg process; ``on_progress`` receives seconds of media done."""
-    args, outputs = build_command(
+    args, written = build_command(
         source,
         info,
-        renditions,
+        outputs,
         workdir,
         keyframe_interval=keyframe_interval,
         preset=preset,
         audio=audio,
     )
     ffmpeg.run(args, subject=source, on_progress=on_progress)
-    return outputs
+    return written

@@ -20,7 +20,15 @@ from reelforge.fsutil import atomic_output_dir, check_output_dir, scratch_dir, w
 from reelforge.media.probe import MediaInfo, probe
 from reelforge.progress import NullProgress, Progress
 from reelforge.video import dash, hls, ladder
-from reelforge.video.encode import AudioSettings, encode_ladder, source_filters
+from reelforge.video.codecs import PRESETS, parse_codecs
+from reelforge.video.encode import (
+    AudioSettings,
+    Output,
+    base_filters,
+    encode_ladder,
+    keeps_depth,
+    source_filters,
+)
 from reelforge.video.package import Track, package_track
 from reelforge.video.report import Files, PublishReport, RenditionReport, Settings, Totals
 
@@ -38,6 +46,7 @@ class PublishOptions:
 
     rungs: list[ladder.Rung] | None = None  # None: Apple's H.264 ladder
     ladder_name: str = "apple-hls-h264"
+    codecs: tuple[str, ...] = ("h264",)
     segment_duration: float = 4.0
     preset: str = "balanced"
     audio_bitrate_kbps: int = 128
@@ -51,6 +60,9 @@ class PublishOptions:
 
 
 def validate_options(opts: PublishOptions) -> None:
+    parse_codecs(",".join(opts.codecs))
+    if opts.preset not in PRESETS:
+        raise InputError(f"--preset must be fast, balanced or best, not {opts.preset!r}")
     if not 1.0 <= opts.segment_duration <= 30.0:
         raise InputError(f"--segment-duration must be 1 to 30 s, not {opts.segment_duration:g}")
     if not 16 <= opts.audio_bitrate_kbps <= 512:
@@ -76,14 +88,19 @@ def publish(
     if info.duration <= 0:
         raise InputError("has no measurable duration", path=source)
     video = info.video[0] if info.video else None
-    renditions: list[ladder.Rendition] = []
-    if video is not None:
-        renditions = ladder.plan(
-            opts.rungs or list(ladder.APPLE_H264_LADDER),
-            display_width=video.display_width,
-            display_height=video.display_height,
-            source_fps=video.frame_rate,
-        )
+    outputs = _plan_outputs(video, opts) if video is not None else []
+    renditions = [o.rendition for o in outputs]
+    notes = list(opts.notes)
+    if video is not None and video.is_hdr:
+        kept = [o.codec.name for o in outputs if o.deep]
+        notes.append("HDR source: tone-mapped to BT.709 SDR for h264"
+                     + (f"; kept 10-bit HDR for {', '.join(dict.fromkeys(kept))}"
+                        if kept else ""))  # fmt: skip
+    elif video is not None and keeps_depth(video) and any(o.deep for o in outputs):
+        notes.append(f"{video.bit_depth}-bit source: kept 10-bit for HEVC, VP9 and AV1; "
+                     "8-bit for H.264")  # fmt: skip
+    if video is not None and video.is_interlaced:
+        notes.append(f"interlaced source ({video.field_order}): deinterlaced with bwdif")
     key_interval = ladder.keyframe_interval(opts.segment_duration)
     audio_settings = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
 
@@ -95,7 +112,7 @@ def publish(
         encoded = encode_ladder(
             source,
             info,
-            renditions,
+            outputs,
             work,
             keyframe_interval=key_interval,
             preset=opts.preset,
@@ -149,7 +166,7 @@ def publish(
         if video is not None and opts.thumbnails and video_tracks:
             interval = opts.thumbnail_interval or max(key_interval, info.duration / 200)
             interval = key_interval * max(1, round(interval / key_interval))
-            smallest = min(renditions, key=lambda r: r.width * r.height)
+            smallest = min(renditions, key=lambda r: (r.codec != "h264", r.width * r.height))
             sprites = thumbnails.write_sprites(
                 encoded.video[smallest.name], out, duration=info.duration, interval=interval
             )
@@ -159,8 +176,9 @@ def publish(
             from reelforge.video.fallback import write_fallback
 
             fallback_video = None
-            if renditions:
-                fits = [r for r in renditions if r.height <= FALLBACK_MAX_HEIGHT] or renditions
+            reach = [r for r in renditions if r.codec == "h264"] or renditions
+            if reach:
+                fits = [r for r in reach if r.height <= FALLBACK_MAX_HEIGHT] or reach
                 best = max(fits, key=lambda r: (r.width * r.height, r.bitrate_kbps))
                 fallback_video = encoded.video[best.name]
             files.fallback = write_fallback(fallback_video, encoded.audio, out, "fallback")
@@ -169,7 +187,7 @@ def publish(
         quality_seconds = None
         if opts.quality and video is not None and renditions:
             t1 = time.monotonic()
-            vmaf = _score(source, info, renditions, encoded.video, work, progress)
+            vmaf = _score(source, info, outputs, encoded.video, work, progress)
             quality_seconds = time.monotonic() - t1
 
         # Manifests last: nothing references a file before it exists.
@@ -190,6 +208,7 @@ def publish(
                 preset=opts.preset,
                 audio_bitrate_kbps=opts.audio_bitrate_kbps,
                 ladder=opts.ladder_name,
+                codecs=list(opts.codecs),
             ),
             source=info.model_dump(),
             renditions=[
@@ -205,7 +224,7 @@ def publish(
                 quality_seconds=round(quality_seconds, 3) if quality_seconds else None,
                 wall_seconds=round(time.monotonic() - started, 3),
             ),
-            notes=list(opts.notes),
+            notes=notes,
         )
         write_text_atomic(out / REPORT, report.model_dump_json(indent=2))
     return report
@@ -226,25 +245,52 @@ def _language(info: MediaInfo) -> str | None:
     return lang if lang and lang != "und" else None
 
 
-def _score(source, info, renditions, encoded, work, progress) -> dict[str, dict]:
+def _plan_outputs(video, opts: PublishOptions) -> list[Output]:
+    """Every codec's renditions: the ladder's resolutions at the codec's share of the
+    H.264 bitrates (see :mod:`reelforge.video.codecs`)."""
+    rungs = opts.rungs or list(ladder.APPLE_H264_LADDER)
+    outputs: list[Output] = []
+    deep = keeps_depth(video)
+    for spec in parse_codecs(",".join(opts.codecs)):
+        scaled = [r.model_copy(update={"bitrate_kbps": max(100, round(
+            r.bitrate_kbps * spec.bitrate_factor))}) for r in rungs]  # fmt: skip
+        planned = ladder.plan(scaled, display_width=video.display_width,
+                              display_height=video.display_height,
+                              source_fps=video.frame_rate, codec=spec.name)  # fmt: skip
+        outputs += [Output(r, spec, deep and spec.keeps_ten_bit) for r in planned]
+    return outputs
+
+
+def _score(source, info, outputs: list[Output], encoded, work, progress) -> dict[str, dict]:
+    """VMAF per rendition at the source's display size; 10-bit outputs of an HDR source are
+    scored against the untouched (not tone-mapped) source in the same way, which keeps them
+    comparable with each other but not with the SDR renditions."""
     from reelforge.media import quality
 
     video = info.video[0]
     frames = video.frames
     subsample = max(1, math.ceil(frames / VMAF_MAX_FRAMES))
-    update = progress.stage("quality (VMAF)", frames, "frames")
-    scores = quality.vmaf_many(
-        source,
-        [quality.Distorted(encoded[r.name], r.fps_filter) for r in renditions],
-        width=video.display_width - video.display_width % 2,
-        height=video.display_height - video.display_height % 2,
-        workdir=work,
-        reference_filters=[*source_filters(video)[:-1], f"fps={video.frame_rate_exact}"],
-        subsample=subsample,
-        on_progress=lambda s: update(min(frames, s * video.frame_rate)),
-    )
-    update(frames)
-    return {r.name: s.as_dict() for r, s in zip(renditions, scores, strict=True)}
+    width = video.display_width - video.display_width % 2
+    height = video.display_height - video.display_height % 2
+    groups = [[o for o in outputs if not o.deep], [o for o in outputs if o.deep]]
+    groups = [g for g in groups if g]
+    update = progress.stage("quality (VMAF)", frames * len(groups), "frames")
+    result: dict[str, dict] = {}
+    for k, group in enumerate(groups):
+        chain = source_filters(video) if not group[0].deep else base_filters(video)
+        scores = quality.vmaf_many(
+            source,
+            [quality.Distorted(encoded[o.rendition.name], o.rendition.fps_filter)
+             for o in group],
+            width=width, height=height, workdir=work, reference_filters=chain,
+            subsample=subsample,
+            on_progress=lambda s, k=k: update(min(frames * (k + 1),
+                                                  frames * k + s * video.frame_rate)),
+        )  # fmt: skip
+        result.update({o.rendition.name: s.as_dict()
+                       for o, s in zip(group, scores, strict=True)})  # fmt: skip
+    update(frames * len(groups))
+    return result
 
 
 def _rendition_report(t: Track, vmaf: dict | None, speed: float) -> RenditionReport:

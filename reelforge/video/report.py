@@ -50,6 +50,7 @@ class Settings(BaseModel):
     preset: str
     audio_bitrate_kbps: int
     ladder: str
+    codecs: list[str] = ["h264"]
 
 
 class PublishReport(BaseModel):
