@@ -327,6 +327,104 @@ def talk(
         out_console.print(f"note: {note}", highlight=False)
 
 
+@app.command()
+def quality(
+    reference: Annotated[Path, typer.Argument(help="The original video.")],
+    distorted: Annotated[Path, typer.Argument(help="The encoded video to score.")],
+    subsample: Annotated[
+        int, typer.Option("--subsample", help="Score every n-th frame (1 = all).")
+    ] = 1,
+    frames: Annotated[
+        bool, typer.Option("--frames/--no-frames", help="Per-frame scores in the JSON.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """VMAF, PSNR, SSIM and XPSNR of DISTORTED against REFERENCE, frames paired by index."""
+    import tempfile
+
+    from reelforge.media.probe import probe
+    from reelforge.media.quality import full_reference
+
+    if subsample < 1:
+        raise InputError("--subsample must be 1 or more")
+    ref = probe(reference)
+    if not ref.video:
+        raise InputError("has no video stream to score", path=reference)
+    total, rate = max(1, ref.video[0].frames), ref.video[0].frame_rate
+    with (
+        tempfile.TemporaryDirectory(prefix="reelforge-quality-") as work,
+        progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
+    ):
+        from reelforge.progress import NullProgress
+
+        update = (bars or NullProgress()).stage("quality", total, "frames")
+        result = full_reference(reference, distorted, workdir=Path(work), subsample=subsample,
+                                on_progress=lambda s: update(min(total, s * rate)))  # fmt: skip
+        update(total)
+    data = result.as_dict()
+    if not frames:
+        data.pop("frames")
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"{distorted} against {reference} at {result.width}x{result.height}")
+    for col in ("metric", "mean", "harmonic mean", "5th percentile", "min"):
+        table.add_column(col, justify="right")
+    for metric, v in result.pooled.items():
+        if v.get("identical"):
+            table.add_row(metric, "inf (identical)", "", "", "")
+            continue
+        table.add_row(metric, f"{v['mean']:.3f}", f"{v['harmonic_mean']:.3f}",
+                      f"{v['p5']:.3f}", f"{v['min']:.3f}")  # fmt: skip
+    out_console.print(table)
+    for note in result.notes:
+        out_console.print(f"note: {note}", highlight=False)
+
+
+@app.command()
+def compare(
+    report_a: Annotated[Path, typer.Argument(help="A publish report.json (the candidate).")],
+    report_b: Annotated[Path, typer.Argument(help="Another report.json (the baseline).")],
+    codec_a: Annotated[
+        str | None, typer.Option("--codec-a", help="Only this codec's renditions of A.")
+    ] = None,
+    codec_b: Annotated[
+        str | None, typer.Option("--codec-b", help="Only this codec's renditions of B.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """BD-rate (VMAF) of ladder A against ladder B: negative when A needs fewer bits.
+
+    Per codec both reports have, and overall (each report's best renditions of any codec).
+    ``compare R.json R.json --codec-a av1 --codec-b h264`` compares codecs of one publish."""
+    from reelforge.media.probe import check_readable_file
+    from reelforge.video.bdrate import compare_reports
+
+    reports = []
+    for path in (report_a, report_b):
+        check_readable_file(path)
+        try:
+            reports.append(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError("not a JSON report", path=path) from None
+        if not isinstance(reports[-1], dict) or "renditions" not in reports[-1]:
+            raise InputError("not a publish report (no renditions)", path=path)
+    rows = compare_reports(*reports, codec_a=codec_a, codec_b=codec_b)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"BD-rate of {report_a} against {report_b} (VMAF)")
+    for col in ("codec", "BD-rate", "VMAF range", "points A/B"):
+        table.add_column(col, justify="right")
+    for codec, row in rows.items():
+        bd = row["bd_rate_percent"]
+        rng = row["vmaf_range"]
+        table.add_row(codec, f"{bd:+.1f}%" if bd is not None else "no overlap",
+                      f"{rng[0]:.1f}-{rng[1]:.1f}" if rng else "-",
+                      f"{row['points_a']}/{row['points_b']}")  # fmt: skip
+    out_console.print(table)
+
+
 @app.command("sync-check")
 def sync_check(
     video: Annotated[Path, typer.Argument(help="A video with sound.")],

@@ -116,3 +116,99 @@ def vmaf_many(
 def _escape(path: Path) -> str:
     """Escape a path for use as a filter option value."""
     return str(path).replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
+
+
+METRICS = ("vmaf", "psnr_y", "psnr_cb", "psnr_cr", "float_ssim", "xpsnr_y", "xpsnr_u", "xpsnr_v")
+
+
+@dataclass
+class FullReference:
+    """Per-frame scores and their pooled values (see :func:`pool`) for every metric."""
+
+    reference: str
+    distorted: str
+    width: int
+    height: int
+    frames: list[dict[str, float]]
+    pooled: dict[str, dict[str, float | int]]
+    notes: list[str]
+
+    def as_dict(self) -> dict:
+        return {"reference": self.reference, "distorted": self.distorted,
+                "width": self.width, "height": self.height, "pooled": self.pooled,
+                "notes": self.notes, "frames": self.frames}  # fmt: skip
+
+
+def _read_xpsnr(path: Path) -> list[dict[str, float]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("n:"):
+            continue
+        parts = line.replace(":", " ").split()
+        values = {parts[i + 1].lower(): parts[i + 2] for i in range(len(parts) - 2)
+                  if parts[i] == "XPSNR"}  # fmt: skip
+        rows.append({f"xpsnr_{k}": float(v) for k, v in values.items()})
+    return rows
+
+
+def full_reference(
+    reference: Path,
+    distorted: Path,
+    *,
+    workdir: Path,
+    subsample: int = 1,
+    threads: int = 2,
+    on_progress: Callable[[float], None] | None = None,
+) -> FullReference:
+    """VMAF, PSNR (Y, Cb, Cr), SSIM and XPSNR of ``distorted`` against ``reference``, frames
+    paired by index, the distorted video scaled to the reference's (even) size, scoring
+    stopping at the shorter of the two. PSNR is capped by libvmaf (60 dB at 8 bits), XPSNR
+    is infinite for identical frames and pooled over the finite ones."""
+    from reelforge.media.probe import probe
+
+    ref_info, dis_info = probe(reference), probe(distorted)
+    for info, path in ((ref_info, reference), (dis_info, distorted)):
+        if not info.video:
+            from reelforge.errors import InputError
+
+            raise InputError("has no video stream to score", path=path)
+    rv, dv = ref_info.video[0], dis_info.video[0]
+    width, height = (
+        rv.display_width - rv.display_width % 2,
+        rv.display_height - rv.display_height % 2,
+    )
+    notes = []
+    if (dv.display_width, dv.display_height) != (rv.display_width, rv.display_height):
+        notes.append(f"distorted {dv.display_width}x{dv.display_height} scaled to {width}x{height}")
+    if dv.frames != rv.frames:
+        notes.append(f"frame counts differ ({rv.frames} vs {dv.frames}): scored the shorter")
+    prep = f"scale={width}:{height}:flags=bicubic,format=yuv420p,{INDEX_TIMESTAMPS}"
+    vmaf_log, xpsnr_log = workdir / "quality-vmaf.json", workdir / "quality-xpsnr.txt"
+    graph = ";".join([
+        f"[0:v:0]{prep},split=2[r0][r1]",
+        f"[1:v:0]{prep},split=2[d0][d1]",
+        f"[d0][r0]libvmaf=log_fmt=json:log_path={_escape(vmaf_log)}:n_threads={threads}:"
+        f"n_subsample={subsample}:shortest=1:feature=name=psnr|name=float_ssim[o0]",
+        f"[d1][r1]xpsnr=stats_file={_escape(xpsnr_log)}:shortest=1[o1]",
+    ])  # fmt: skip
+    ffmpeg.run(["-i", str(reference), "-i", str(distorted), "-filter_complex", graph,
+                "-map", "[o0]", "-f", "null", "-", "-map", "[o1]", "-f", "null", "-"],
+               subject=distorted, on_progress=on_progress)  # fmt: skip
+    frames = []
+    for f in json.loads(vmaf_log.read_text())["frames"]:
+        m = f["metrics"]
+        frames.append({"n": f["frameNum"], **{k: m[k] for k in METRICS if k in m}})
+    xpsnr = _read_xpsnr(xpsnr_log)
+    for row in frames:
+        if row["n"] < len(xpsnr):
+            row.update(xpsnr[row["n"]])
+    pooled = {}
+    for metric in METRICS:
+        values = [r[metric] for r in frames if metric in r and math.isfinite(r[metric])]
+        if values:
+            pooled[metric] = pool(values, subsample).as_dict()
+        elif any(metric in r for r in frames):  # every frame identical: infinite
+            pooled[metric] = {"mean": None, "identical": True, "frames": len(frames)}
+    for row in frames:  # JSON has no infinity: identical frames read null
+        row.update({k: None for k, v in row.items() if isinstance(v, float) and math.isinf(v)})
+    return FullReference(str(reference), str(distorted), width, height, frames, pooled, notes)

@@ -30,7 +30,14 @@ from reelforge.video.encode import (
     source_filters,
 )
 from reelforge.video.package import Track, package_track
-from reelforge.video.report import Files, PublishReport, RenditionReport, Settings, Totals
+from reelforge.video.report import (
+    Files,
+    PublishReport,
+    RateQualityPoint,
+    RenditionReport,
+    Settings,
+    Totals,
+)
 
 MASTER = "master.m3u8"
 MPD = "manifest.mpd"
@@ -190,6 +197,13 @@ def publish(
             vmaf = _score(source, info, outputs, encoded.video, work, progress)
             quality_seconds = time.monotonic() - t1
 
+        points = [RateQualityPoint(codec=t.id.split("-")[0], name=t.id, width=t.width,
+                                   height=t.height, kbps=round(t.average_bitrate / 1000, 1),
+                                   vmaf=vmaf[t.id]["mean"])
+                  for t in video_tracks if t.id in vmaf]  # fmt: skip
+        if points:
+            files.rate_quality_plot = _write_plot(out, points, source.name)
+
         # Manifests last: nothing references a file before it exists.
         for track in [*video_tracks, *audio_tracks]:
             hls.write_track_playlists(out, track)
@@ -216,6 +230,7 @@ def publish(
                 for t in video_tracks + audio_tracks
             ],
             files=files,
+            rate_quality=points,
             totals=Totals(
                 size_bytes=sum(t.size + t.init_size for t in video_tracks + audio_tracks),
                 media_duration=round(info.duration, 3),
@@ -243,6 +258,21 @@ def _exact_rate(video, r: ladder.Rendition) -> str:
 def _language(info: MediaInfo) -> str | None:
     lang = info.audio[0].language if info.audio else None
     return lang if lang and lang != "und" else None
+
+
+def _write_plot(out: Path, points: list[RateQualityPoint], title: str,
+                hull: list[RateQualityPoint] | None = None) -> str:  # fmt: skip
+    from reelforge.video.bdrate import Point
+    from reelforge.video.plot import rate_quality_svg
+
+    by_codec: dict[str, list] = {}
+    for p in points:
+        by_codec.setdefault(p.codec, []).append((Point(p.kbps, p.vmaf), f"{p.height}p"))
+    hull_points = [Point(h.kbps, h.vmaf) for h in hull or []]
+    svg = rate_quality_svg(by_codec, f"{title}: bitrate against VMAF", hull_points or None)
+    name = "rate-quality.svg"
+    write_text_atomic(out / name, svg)
+    return name
 
 
 def _plan_outputs(video, opts: PublishOptions) -> list[Output]:

@@ -33,6 +33,7 @@ class Files(BaseModel):
     thumbnails_vtt: str | None = None
     sprites: list[str] = []
     fallback: str | None = None
+    rate_quality_plot: str | None = None
 
 
 class Totals(BaseModel):
@@ -53,6 +54,17 @@ class Settings(BaseModel):
     codecs: list[str] = ["h264"]
 
 
+class RateQualityPoint(BaseModel):
+    """One rendition on the rate-quality plane (measured bitrate, VMAF mean)."""
+
+    codec: str
+    name: str
+    width: int
+    height: int
+    kbps: float
+    vmaf: float
+
+
 class PublishReport(BaseModel):
     """What was published, measured from the files written."""
 
@@ -64,4 +76,6 @@ class PublishReport(BaseModel):
     renditions: list[RenditionReport]
     files: Files
     totals: Totals
+    rate_quality: list[RateQualityPoint] = []
+    hull: list[RateQualityPoint] = []  # per-title ladders: the analysis' convex hull
     notes: list[str] = []
