@@ -74,8 +74,15 @@ def publish(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created).")],
     ladder: Annotated[
         Path | None,
-        typer.Option("--ladder", help="JSON file of rungs (width, height, bitrate_kbps)."),
+        typer.Option(
+            "--ladder",
+            help="JSON file of rungs (width, height, bitrate_kbps), or "
+            "per-title: rungs from this title's own rate-quality hull.",
+        ),
     ] = None,
+    target_vmaf: Annotated[
+        float, typer.Option("--target-vmaf", help="Per-title: the top rung's VMAF.")
+    ] = 95.0,
     codecs: Annotated[
         str,
         typer.Option(
@@ -108,11 +115,14 @@ def publish(
     from reelforge.video.publish import PublishOptions
     from reelforge.video.publish import publish as run_publish
 
-    rungs = ladder_mod.load_ladder_file(ladder) if ladder else None
+    per_title = ladder is not None and str(ladder) == "per-title" and not ladder.exists()
+    rungs = ladder_mod.load_ladder_file(ladder) if ladder and not per_title else None
     opts = PublishOptions(
         rungs=rungs,
+        per_title=per_title,
+        target_vmaf=target_vmaf,
         codecs=tuple(c.strip() for c in codecs.split(",")),
-        ladder_name=str(ladder) if ladder else "apple-hls-h264",
+        ladder_name="per-title" if per_title else str(ladder) if ladder else "apple-hls-h264",
         segment_duration=segment_duration,
         preset=preset,
         audio_bitrate_kbps=audio_bitrate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reelforge import __version__
@@ -54,6 +54,8 @@ class PublishOptions:
     rungs: list[ladder.Rung] | None = None  # None: Apple's H.264 ladder
     ladder_name: str = "apple-hls-h264"
     codecs: tuple[str, ...] = ("h264",)
+    per_title: bool = False  # rungs from this title's own rate-quality hull
+    target_vmaf: float = 95.0  # per-title: the top rung's quality
     segment_duration: float = 4.0
     preset: str = "balanced"
     audio_bitrate_kbps: int = 128
@@ -72,6 +74,8 @@ def validate_options(opts: PublishOptions) -> None:
         raise InputError(f"--preset must be fast, balanced or best, not {opts.preset!r}")
     if not 1.0 <= opts.segment_duration <= 30.0:
         raise InputError(f"--segment-duration must be 1 to 30 s, not {opts.segment_duration:g}")
+    if not 50 <= opts.target_vmaf <= 100:
+        raise InputError(f"--target-vmaf must be 50 to 100, not {opts.target_vmaf:g}")
     if not 16 <= opts.audio_bitrate_kbps <= 512:
         raise InputError("--audio-bitrate must be 16 to 512 kb/s")
 
@@ -112,6 +116,18 @@ def publish(
     audio_settings = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
 
     with scratch_dir(output) as work, atomic_output_dir(output, force=opts.force) as out:
+        analysis = None
+        if opts.per_title and video is not None:
+            from reelforge.video.pertitle import analyse
+
+            update = progress.stage("per-title analysis", 3, "steps")
+            analysis = analyse(source, video, info.duration, work, preset=opts.preset,
+                               target_vmaf=opts.target_vmaf, keyframe_interval=key_interval,
+                               on_step=update)  # fmt: skip
+            opts = replace(opts, rungs=analysis.ladder_rungs(), ladder_name="per-title")
+            outputs = _plan_outputs(video, opts)
+            renditions = [o.rendition for o in outputs]
+            notes += analysis.notes
         total_frames = video.frames if video else round(info.duration * 100)
         fps = video.frame_rate if video else 100.0
         update = progress.stage("encode", total_frames, "frames")
@@ -201,8 +217,12 @@ def publish(
                                    height=t.height, kbps=round(t.average_bitrate / 1000, 1),
                                    vmaf=vmaf[t.id]["mean"])
                   for t in video_tracks if t.id in vmaf]  # fmt: skip
+        hull = [RateQualityPoint(codec="h264", name=f"crf{h.crf}-{h.width}x{h.height}",
+                                 width=h.width, height=h.height, kbps=round(h.kbps, 1),
+                                 vmaf=round(h.vmaf, 3))
+                for h in (analysis.hull if analysis else [])]  # fmt: skip
         if points:
-            files.rate_quality_plot = _write_plot(out, points, source.name)
+            files.rate_quality_plot = _write_plot(out, points, source.name, hull)
 
         # Manifests last: nothing references a file before it exists.
         for track in [*video_tracks, *audio_tracks]:
@@ -231,12 +251,15 @@ def publish(
             ],
             files=files,
             rate_quality=points,
+            hull=hull,
+            per_title=analysis.as_dict() if analysis else None,
             totals=Totals(
                 size_bytes=sum(t.size + t.init_size for t in video_tracks + audio_tracks),
                 media_duration=round(info.duration, 3),
                 encode_seconds=round(encode_seconds, 3),
                 encode_speed_x_realtime=round(info.duration / max(encode_seconds, 1e-6), 3),
                 quality_seconds=round(quality_seconds, 3) if quality_seconds else None,
+                analysis_seconds=round(analysis.analysis_seconds, 3) if analysis else None,
                 wall_seconds=round(time.monotonic() - started, 3),
             ),
             notes=notes,

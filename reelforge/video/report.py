@@ -42,6 +42,7 @@ class Totals(BaseModel):
     encode_seconds: float
     encode_speed_x_realtime: float
     quality_seconds: float | None = None
+    analysis_seconds: float | None = None  # per-title ladders: the analysis before encoding
     wall_seconds: float
 
 
@@ -78,4 +79,5 @@ class PublishReport(BaseModel):
     totals: Totals
     rate_quality: list[RateQualityPoint] = []
     hull: list[RateQualityPoint] = []  # per-title ladders: the analysis' convex hull
+    per_title: dict | None = None  # per-title ladders: samples, hull, rungs, timings
     notes: list[str] = []
