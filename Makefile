@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/publish.py
 	$(PY) bench/voice.py
 	$(PY) bench/talk.py
+	$(PY) bench/ladder.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache

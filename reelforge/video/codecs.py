@@ -72,6 +72,8 @@ class CodecSpec:
         forced = ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_interval:.6f})"]
         p = self.presets[preset]
         if self.name == "h264":
+            if r.crf is not None:  # capped CRF: quality from the analysis, VBV as the cap
+                rate = ["-crf", f"{r.crf:g}"]
             return ["-c:v", "libx264", "-preset", p, "-profile:v", "high", *rate, *vbv,
                     "-g", str(gop + 1), "-keyint_min", str(gop), "-sc_threshold", "0",
                     "-forced-idr", "1", *forced, "-x264-params", "open-gop=0:scenecut=0",

@@ -82,6 +82,34 @@ def _input_matrix(video: VideoStreamInfo) -> str:
     return "bt709" if video.display_height >= 720 or video.display_width >= 1280 else "bt601"
 
 
+ZIMG_MATRIX = {"bt601": "470bg", "bt2020": "2020_ncl", "bt709": "709"}
+
+
+def _sdr_scaler(video: VideoStreamInfo, width: int | None = None,
+                height: int | None = None) -> str:  # fmt: skip
+    """Resize (when a size is given) and bring the picture to the BT.709 matrix, limited
+    range. A BT.709 source goes through swscale's lanczos; another matrix through zimg,
+    which converts 4:2:0 with its chroma properly: swscale's matrix conversion during a
+    resize cost 4-6 VMAF points on saturated SD content here (Sintel 480p: 85.5 against
+    91.6 for the same CRF)."""
+    matrix = "bt709" if video.is_hdr else _input_matrix(video)
+    size = f"{width}:{height}" if width else None
+    if matrix == "bt709":
+        return (f"scale={size}:flags=lanczos:" if size else "scale=") + (
+            "in_color_matrix=bt709:out_color_matrix=bt709:out_range=tv")  # fmt: skip
+    dims = f"w={width}:h={height}:f=lanczos:" if width else ""
+    return f"zscale={dims}min={ZIMG_MATRIX[matrix]}:m=709:r=limited"
+
+
+def to_bt709(video: VideoStreamInfo) -> list[str]:
+    """The matrix conversion every 8-bit output gets (none when the source is BT.709
+    already), for references that must look like the outputs: VMAF compares pixel values,
+    so a reference left in BT.601 would charge the renditions for a colour conversion that
+    a player undoes."""
+    matrix = "bt709" if video.is_hdr else _input_matrix(video)
+    return [] if matrix == "bt709" else [_sdr_scaler(video)]
+
+
 @dataclass(frozen=True)
 class Output:
     """One video output: a rendition in a codec, 8-bit SDR or 10-bit (``deep``)."""
@@ -102,7 +130,6 @@ def build_filter_graph(video: VideoStreamInfo, outputs: list[Output]) -> str:
     branches = sorted({deep for deep, *_ in groups})
     graph = [f"[0:v:0]{','.join(base_filters(video))},split={len(branches)}"
              + "".join(f"[b{int(d)}]" for d in branches)]  # fmt: skip
-    sdr_matrix = "bt709" if video.is_hdr else _input_matrix(video)
     for deep in branches:
         mine = [(k, v) for k, v in groups.items() if k[0] == deep]
         head = [] if deep else tonemap_filters(video)
@@ -113,9 +140,7 @@ def build_filter_graph(video: VideoStreamInfo, outputs: list[Output]) -> str:
             if deep:
                 steps += [f"scale={w}:{h}:flags=lanczos", "setsar=1", "format=yuv420p10le"]
             else:
-                steps += [f"scale={w}:{h}:flags=lanczos:in_color_matrix={sdr_matrix}"
-                          ":out_color_matrix=bt709:out_range=tv", "setsar=1",
-                          "format=yuv420p"]  # fmt: skip
+                steps += [_sdr_scaler(video, w, h), "setsar=1", "format=yuv420p"]
             steps.append(f"split={len(members)}")
             graph.append(f"[g{int(deep)}_{j}]" + ",".join(steps)
                          + "".join(f"[v{i}]" for i in members))  # fmt: skip

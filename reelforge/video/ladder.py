@@ -33,6 +33,9 @@ class Rung(BaseModel):
     height: int = Field(gt=0, le=8192)
     bitrate_kbps: int = Field(gt=0, le=200_000)
     max_fps: float | None = Field(default=None, gt=0)
+    # Capped CRF instead of a bitrate target (per-title ladders): the bitrate then only
+    # sets the VBV cap; codecs without a CRF mapping use the bitrate as their target.
+    crf: float | None = Field(default=None, ge=0, le=51)
 
     @field_validator("width", "height")
     @classmethod
@@ -63,6 +66,7 @@ class Rendition(BaseModel):
     bufsize_kbits: int
     fps: float
     fps_filter: str | None  # extra filter that lowers the frame rate, if any
+    crf: float | None = None  # capped CRF (per-title) instead of the bitrate target
 
 
 def _even(x: float) -> int:
@@ -142,6 +146,7 @@ def plan(
                 bufsize_kbits=int(bitrate * BUFSIZE_FACTOR),
                 fps=round(fps, 3),
                 fps_filter=fps_filter,
+                crf=rung.crf if bitrate == rung.bitrate_kbps else None,
             )
         )
     return out

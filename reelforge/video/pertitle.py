@@ -7,9 +7,10 @@ ffmpeg run of sample encodes and one VMAF run, all in ``workdir``.
 
 Method:
 
-1. A digest of the title: windows of 2 s spread evenly over it (about 10% of its length,
-   1 to 8 windows; the whole title when it is 6 s or shorter), joined into one lossless
-   clip with the same source filters as the final encode (deinterlace, tone-map, CFR).
+1. A digest of the title: windows of 1 s spread evenly over it (about 10% of its length,
+   2 to 16 windows; the whole title when it is 3 s or shorter), joined into one lossless
+   clip with the same source filters as the final encode (deinterlace, tone-map, CFR,
+   BT.709 matrix).
 2. Sample encodes of the digest with x264 at the final encode's preset, all from one
    decode, with the final encode's fixed keyframe interval: every ladder resolution up to
    the source's (Apple's sizes fitted to its aspect
@@ -22,6 +23,10 @@ Method:
    by a bitrate ratio (default 1.8) to a floor (default 145 kb/s), each at the resolution of
    the hull vertex nearest in log bitrate, never larger than the rung above; a rung whose
    predicted quality a cheaper rung matches is dropped.
+4. Each rung is encoded with capped CRF: the CRF that gives the rung's bitrate at its size
+   (interpolated between that size's samples), with the ladder's VBV cap (1.5x the bitrate,
+   1.5 s buffer). The quality the analysis measured is what the rung gets, on short titles
+   too, where 1-pass ABR spends its first seconds finding the rate.
 """
 
 from __future__ import annotations
@@ -40,10 +45,10 @@ from reelforge.media.quality import Distorted, vmaf_many
 from reelforge.video import ladder
 from reelforge.video.bdrate import Point, upper_hull
 from reelforge.video.codecs import CODECS
-from reelforge.video.encode import source_filters
+from reelforge.video.encode import source_filters, to_bt709
 
 CRFS = (18, 24, 30, 36)
-WINDOW = 2.0
+WINDOW = 1.0
 SHARE = 0.10
 
 
@@ -65,7 +70,8 @@ class ChosenRung:
     width: int
     height: int
     bitrate_kbps: int
-    predicted_vmaf: float
+    predicted_vmaf: float  # the hull's VMAF at this bitrate
+    crf: float | None = None  # x264 CRF at this size that gives this bitrate
 
 
 @dataclass
@@ -79,8 +85,8 @@ class PerTitle:
     notes: list[str] = field(default_factory=list)
 
     def ladder_rungs(self) -> list[ladder.Rung]:
-        return [ladder.Rung(width=r.width, height=r.height, bitrate_kbps=r.bitrate_kbps)
-                for r in self.rungs]  # fmt: skip
+        return [ladder.Rung(width=r.width, height=r.height, bitrate_kbps=r.bitrate_kbps,
+                            crf=r.crf) for r in self.rungs]  # fmt: skip
 
     def as_dict(self) -> dict:
         return {
@@ -101,7 +107,7 @@ def windows(duration: float) -> list[tuple[float, float]]:
     """(start, end) of the digest's windows, spread evenly over the title."""
     if duration <= 3 * WINDOW:
         return [(0.0, duration)]
-    count = max(1, min(8, round(SHARE * duration / WINDOW)))
+    count = max(2, min(16, round(SHARE * duration / WINDOW)))
     out = []
     for k in range(count):
         centre = (k + 0.5) * duration / count
@@ -143,7 +149,7 @@ def _make_digest(source: Path, video: VideoStreamInfo, duration: float, work: Pa
     spans = windows(duration)
     args: list[str] = []
     graph = []
-    chain = ",".join([*source_filters(video), "setpts=PTS-STARTPTS"])
+    chain = ",".join([*source_filters(video), *to_bt709(video), "setpts=PTS-STARTPTS"])
     for k, (a, b) in enumerate(spans):
         args += ["-ss", f"{a:.3f}", "-t", f"{b - a:.3f}", "-i", str(source)]
         graph.append(f"[{k}:v:0]{chain}[w{k}]")
@@ -231,7 +237,26 @@ def choose_rungs(
             w, h = rungs[-1].width, rungs[-1].height
         rungs.append(ChosenRung(w, h, round(floor_kbps), on_hull(floor_kbps)))
     rungs.reverse()
+    for rung in rungs:
+        rung.crf = crf_for(samples, rung.width, rung.height, rung.bitrate_kbps)
     return hull, rungs, notes
+
+
+def crf_for(samples: list[Sample], width: int, height: int, kbps: float) -> float:
+    """The CRF at this size that gives ``kbps``: interpolated in log bitrate between the
+    size's samples (clamped to the CRFs measured), to a quarter step."""
+    own = sorted((s for s in samples if (s.width, s.height) == (width, height)),
+                 key=lambda s: s.kbps)  # fmt: skip
+    xs = [math.log(s.kbps) for s in own]
+    crfs = [float(s.crf) for s in own]
+    if len(own) == 1:
+        return crfs[0]
+    x = min(max(math.log(kbps), xs[0]), xs[-1])
+    for (x0, c0), (x1, c1) in itertools.pairwise(zip(xs, crfs, strict=True)):
+        if x0 <= x <= x1:
+            crf = c0 + (c1 - c0) * (x - x0) / (x1 - x0) if x1 > x0 else c0
+            return round(crf * 4) / 4
+    return crfs[-1]
 
 
 def analyse(

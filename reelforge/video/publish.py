@@ -28,6 +28,7 @@ from reelforge.video.encode import (
     encode_ladder,
     keeps_depth,
     source_filters,
+    to_bt709,
 )
 from reelforge.video.package import Track, package_track
 from reelforge.video.report import (
@@ -306,7 +307,8 @@ def _plan_outputs(video, opts: PublishOptions) -> list[Output]:
     deep = keeps_depth(video)
     for spec in parse_codecs(",".join(opts.codecs)):
         scaled = [r.model_copy(update={"bitrate_kbps": max(100, round(
-            r.bitrate_kbps * spec.bitrate_factor))}) for r in rungs]  # fmt: skip
+            r.bitrate_kbps * spec.bitrate_factor)), "crf": r.crf if spec.name == "h264"
+            else None}) for r in rungs]  # fmt: skip
         planned = ladder.plan(scaled, display_width=video.display_width,
                               display_height=video.display_height,
                               source_fps=video.frame_rate, codec=spec.name)  # fmt: skip
@@ -330,7 +332,8 @@ def _score(source, info, outputs: list[Output], encoded, work, progress) -> dict
     update = progress.stage("quality (VMAF)", frames * len(groups), "frames")
     result: dict[str, dict] = {}
     for k, group in enumerate(groups):
-        chain = source_filters(video) if not group[0].deep else base_filters(video)
+        chain = [*source_filters(video), *to_bt709(video)] if not group[0].deep else (
+            base_filters(video))  # fmt: skip
         scores = quality.vmaf_many(
             source,
             [quality.Distorted(encoded[o.rendition.name], o.rendition.fps_filter)
