@@ -1,0 +1,1 @@
+"""Images: safe reading, responsive sets, placeholders."""
