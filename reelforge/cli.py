@@ -357,9 +357,10 @@ def quality(
 
     if subsample < 1:
         raise InputError("--subsample must be 1 or more")
-    ref = probe(reference)
-    if not ref.video:
-        raise InputError("has no video stream to score", path=reference)
+    ref, dis = probe(reference), probe(distorted)
+    for info, path in ((ref, reference), (dis, distorted)):
+        if not info.video:
+            raise InputError("has no video stream to score", path=path)
     total, rate = max(1, ref.video[0].frames), ref.video[0].frame_rate
     with (
         tempfile.TemporaryDirectory(prefix="reelforge-quality-") as work,
@@ -369,7 +370,8 @@ def quality(
 
         update = (bars or NullProgress()).stage("quality", total, "frames")
         result = full_reference(reference, distorted, workdir=Path(work), subsample=subsample,
-                                on_progress=lambda s: update(min(total, s * rate)))  # fmt: skip
+                                on_progress=lambda s: update(min(total, s * rate)),
+                                probed=(ref, dis))  # fmt: skip
         update(total)
     data = result.as_dict()
     if not frames:

@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 
 class FakeApi:
@@ -210,6 +211,21 @@ class FakeJobApi(FakeApi):
             return True
         return False
 
+    busy: ClassVar[dict] = {"detail": "busy"}  # the body of a retried (429/5xx) answer
+
+    def handle(self, h, method, body):
+        """Record, serve result files, check the key, answer queued failures; then route."""
+        self.requests.append((method, h.path, body))
+        if self.serve_file(h) or not self.authorised(h):
+            return None
+        failure = self.take_failure()
+        if failure:
+            return self.send(h, failure, self.busy)
+        return self.route(h, method, body)
+
+    def route(self, h, method, body):  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def state(self) -> str:
         """running, done or error, as this job's poll count and ``final`` decide."""
         self.polls += 1
@@ -224,13 +240,9 @@ class FakeSyncSo(FakeJobApi):
     key_header = "x-api-key"
     key_value = "test-sync-key"
 
-    def handle(self, h, method, body):
-        self.requests.append((method, h.path, body))
-        if self.serve_file(h) or not self.authorised(h):
-            return None
-        failure = self.take_failure()
-        if failure:
-            return self.send(h, failure, {"message": "rate limited"})
+    busy: ClassVar[dict] = {"message": "rate limited"}
+
+    def route(self, h, method, body):
         if method == "POST" and h.path == "/v2/assets/upload":
             if not {"fileName", "contentType", "size"} <= body.keys():
                 return self.send(h, 400, {"message": "fileName, contentType, size required"})
@@ -269,13 +281,7 @@ class FakeFalLipsync(FakeJobApi):
     key_header = "Authorization"
     key_value = "Key test-fal-key"
 
-    def handle(self, h, method, body):
-        self.requests.append((method, h.path, body))
-        if self.serve_file(h) or not self.authorised(h):
-            return None
-        failure = self.take_failure()
-        if failure:
-            return self.send(h, failure, {"detail": "busy"})
+    def route(self, h, method, body):
         path = h.path.split("?")[0]
         if method == "POST" and path == "/storage/upload/initiate":
             name = body.get("file_name")
@@ -303,13 +309,9 @@ class FakeReplicate(FakeJobApi):
     key_header = "Authorization"
     key_value = "Bearer test-replicate-token"
 
-    def handle(self, h, method, body):
-        self.requests.append((method, h.path, body))
-        if self.serve_file(h) or not self.authorised(h):
-            return None
-        failure = self.take_failure()
-        if failure:
-            return self.send(h, failure, {"detail": "throttled"})
+    busy: ClassVar[dict] = {"detail": "throttled"}
+
+    def route(self, h, method, body):
         if method == "POST" and h.path == "/v1/files":
             if b'name="content"' not in body.get("_raw", b""):
                 return self.send(h, 400, {"detail": "content is required"})

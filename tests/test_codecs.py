@@ -172,3 +172,27 @@ def test_unknown_codec_is_refused(tmp_path):
     result = run_cli("publish", src, "-o", tmp_path / "out", "--codecs", "h264,theora")
     assert_refused(result, "unknown codec 'theora'")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_codec_missing_from_the_ffmpeg_build_is_refused(tmp_path):
+    """An ffmpeg whose build lacks SVT-AV1 (the real binary, with that encoder left out of
+    its encoder list): --codecs av1 is refused before any work, nothing written."""
+    import os
+    import stat
+
+    from reelforge.media.ffmpeg import ffmpeg_exe
+
+    real = ffmpeg_exe()
+    wrapper = tmp_path / "ffmpeg-without-av1"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$*" = "-hide_banner -encoders" ]; then "{real}" "$@" | grep -v libsvtav1;\n'
+        f'else exec "{real}" "$@"; fi\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "REELFORGE_FFMPEG": str(wrapper)}
+    out = tmp_path / "out"
+    result = run_cli("publish", media("video/sintel_480p_2s_h264.mp4"), "-o", out,
+                     "--codecs", "h264,av1", env=env)  # fmt: skip
+    assert_refused(result, "codec av1", "no libsvtav1 encoder")
+    assert not out.exists()

@@ -111,3 +111,13 @@ def test_publish_report_has_rate_quality_points_and_a_plot(tmp_path):
     assert svg.tag.endswith("svg")
     text = ET.tostring(svg, encoding="unicode")
     assert "h264" in text and "hevc" in text and "VMAF" in text
+
+
+def test_quality_refuses_what_has_no_picture(tmp_path):
+    audio = media("speech/LJ001-0002.wav")
+    assert_refused(run_cli("quality", audio, media(CLIP)), str(audio), "no video stream")
+    assert_refused(run_cli("quality", media(CLIP), audio), str(audio), "no video stream")
+    missing = tmp_path / "missing.mp4"
+    assert_refused(run_cli("quality", media(CLIP), missing), str(missing), "no such file")
+    assert_refused(run_cli("quality", media(CLIP), media(CLIP), "--subsample", "0"),
+                   "--subsample")  # fmt: skip

@@ -157,11 +157,16 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
     spool = work / "frames.raw" if opts.sync_mode in ("loop", "pingpong") else None
 
     def counted():
-        with spool.open("wb") if spool else _Null() as sink:
+        sink = spool.open("wb") if spool else None
+        try:
             for i, frame in enumerate(footage.frames()):
-                sink.write(frame.tobytes())
+                if sink:
+                    sink.write(frame.tobytes())
                 update(min(i + 1, footage.count))
                 yield frame
+        finally:
+            if sink:
+                sink.close()
 
     faces = smooth(track((to_rgb(yuv) for yuv in counted()), opts.face_index))
     found = sum(f is not None for f in faces)
@@ -186,17 +191,6 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
             yield last
 
     return _Picture("video", w, h, fps, plan, faces, frames, found, len(faces))
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def write(self, data):
-        return None
 
 
 def _renderer(opts: TalkOptions, picture: _Picture, speech: np.ndarray):

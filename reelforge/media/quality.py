@@ -159,14 +159,16 @@ def full_reference(
     subsample: int = 1,
     threads: int = 2,
     on_progress: Callable[[float], None] | None = None,
+    probed: tuple | None = None,
 ) -> FullReference:
     """VMAF, PSNR (Y, Cb, Cr), SSIM and XPSNR of ``distorted`` against ``reference``, frames
     paired by index, the distorted video scaled to the reference's (even) size, scoring
     stopping at the shorter of the two. PSNR is capped by libvmaf (60 dB at 8 bits), XPSNR
-    is infinite for identical frames and pooled over the finite ones."""
+    is infinite for identical frames and pooled over the finite ones. ``probed``: the two
+    files' :class:`~reelforge.media.probe.MediaInfo`, when the caller has them already."""
     from reelforge.media.probe import probe
 
-    ref_info, dis_info = probe(reference), probe(distorted)
+    ref_info, dis_info = probed or (probe(reference), probe(distorted))
     for info, path in ((ref_info, reference), (dis_info, distorted)):
         if not info.video:
             from reelforge.errors import InputError

@@ -25,7 +25,11 @@ class DidBackend:
     accepts = ("image",)
 
     def __init__(
-        self, base_url: str | None = None, poll_interval: float = 2.0, timeout: float = 900.0
+        self,
+        base_url: str | None = None,
+        poll_interval: float = 2.0,
+        timeout: float = 900.0,
+        model: str | None = None,  # D-ID's talks have no model choice
     ) -> None:
         self.client = ApiClient("D-ID", key_env="DID_API_KEY", auth_header="Authorization",
                                 key_prefix="Basic ")  # fmt: skip

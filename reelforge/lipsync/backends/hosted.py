@@ -32,6 +32,7 @@ from pathlib import Path
 from reelforge.errors import BackendError, InputError
 from reelforge.http.client import ApiClient
 from reelforge.http.fal import FalQueue
+from reelforge.lipsync.backends.did import DidBackend
 
 # Our sync modes in each service's words.
 SYNCSO_MODES = {"cut": "cut_off", "loop": "loop", "pingpong": "bounce", "pad": "silence"}
@@ -164,13 +165,10 @@ class SonicBackend:
         return video, {"id": pid, "version": self.version, "metrics": status.get("metrics")}
 
 
+HOSTED = {"syncso": SyncSoBackend, "fal": FalLipsyncBackend, "sonic": SonicBackend,
+          "did": DidBackend}  # fmt: skip
+
+
 def hosted_backend(name: str, model: str | None, poll_interval: float, timeout: float):
     """The hosted backend called ``name`` (see :data:`HOSTED`)."""
-    if name == "did":
-        from reelforge.lipsync.backends.did import DidBackend
-
-        return DidBackend(poll_interval=poll_interval, timeout=timeout)
     return HOSTED[name](model=model, poll_interval=poll_interval, timeout=timeout)
-
-
-HOSTED = {"syncso": SyncSoBackend, "fal": FalLipsyncBackend, "sonic": SonicBackend, "did": None}
