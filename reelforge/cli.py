@@ -191,6 +191,70 @@ def serve(
 
 
 @app.command()
+def images(
+    sources: Annotated[list[Path], typer.Argument(help="Image files or folders of them.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write.")],
+    widths: Annotated[
+        str, typer.Option("--widths", help="Comma-separated srcset widths (never above source).")
+    ] = "320,640,960,1280,1920,2560",
+    formats: Annotated[
+        str, typer.Option("--formats", help="Comma-separated: avif, webp, jpeg.")
+    ] = "avif,webp,jpeg",
+    target: Annotated[
+        float, typer.Option("--target", help="SSIMULACRA2 score each variant must reach.")
+    ] = 70.0,
+    sizes: Annotated[str, typer.Option("--sizes", help="The snippets' sizes attribute.")] = "100vw",
+    above_fold: Annotated[
+        list[str] | None,
+        typer.Option("--above-fold", help="Image (name or file name) shown without scrolling."),
+    ] = None,
+    base_url: Annotated[str, typer.Option("--base-url", help="URL prefix in snippets.")] = "",
+    keep_metadata: Annotated[
+        bool, typer.Option("--keep-metadata", help="Keep EXIF artist/copyright in the manifest.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", help="Processes to use.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Responsive AVIF/WebP/JPEG sets tuned to a perceptual target, placeholders, snippets."""
+    from reelforge.images.encoders import FORMATS
+    from reelforge.images.responsive import ImageOptions, build_sets
+
+    try:
+        width_list = tuple(sorted({int(w) for w in widths.split(",") if w.strip()}))
+    except ValueError:
+        raise InputError(f"--widths must be numbers like 320,640, not {widths!r}") from None
+    if not width_list or min(width_list) < 16 or max(width_list) > 8192:
+        raise InputError("--widths must be between 16 and 8192")
+    fmt_list = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    bad = [f for f in fmt_list if f not in FORMATS or FORMATS[f].lossless]
+    if bad or not fmt_list:
+        raise InputError(f"--formats must be some of avif, webp, jpeg, not {formats!r}")
+    if not 0 < target < 100:
+        raise InputError("--target must be a SSIMULACRA2 score between 0 and 100")
+    if jobs < 1:
+        raise InputError("--jobs must be 1 or more")
+    opts = ImageOptions(widths=width_list, formats=fmt_list, target=target, sizes=sizes,
+                        above_fold=frozenset(above_fold or ()), keep_metadata=keep_metadata,
+                        base_url=base_url)  # fmt: skip
+    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
+        manifest = build_sets(sources, output, opts, jobs=jobs, force=force, progress=bars)
+    if as_json:
+        print(json.dumps({"output": str(output.resolve()), **manifest}, indent=2))
+        return
+    table = Table(title=f"{len(manifest['images'])} images in {output}")
+    for col in ("image", "size", "widths", *fmt_list, "score min"):
+        table.add_column(col, justify="right")
+    for e in manifest["images"]:
+        per = {f: sum(v["bytes"] for v in e["variants"] if v["format"] == f) for f in fmt_list}
+        ws = sorted({v["width"] for v in e["variants"]})
+        table.add_row(e["name"], f"{e['width']}x{e['height']}", ",".join(map(str, ws)),
+                      *(f"{per[f] / 1024:.0f} KiB" for f in fmt_list),
+                      f"{min(v['ssimulacra2'] for v in e['variants']):.1f}")  # fmt: skip
+    out_console.print(table)
+
+
+@app.command()
 def sample(
     output: Annotated[Path, typer.Argument(help="MP4 file to write.")],
     duration: Annotated[float, typer.Option("--duration", help="Seconds.")] = 12.0,
