@@ -254,6 +254,30 @@ def images(
     out_console.print(table)
 
 
+@app.command("image-url")
+def image_url(
+    path: Annotated[str, typer.Argument(help="Source image path, relative to the served root.")],
+    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT; 0 leaves one free.")],
+    mode: Annotated[str, typer.Option("--mode", help="fit, fill or smart.")] = "fit",
+    base_url: Annotated[str, typer.Option("--base-url", help="Origin to prefix.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """A signed on-the-fly image URL (key from REELFORGE_IMAGE_KEY; never printed)."""
+    from reelforge import config
+    from reelforge.delivery.image_service import MODES, SIZE, image_path
+
+    if not SIZE.match(size):
+        raise InputError(f"--size must look like 640x0 or 400x400, not {size!r}")
+    if mode not in MODES:
+        raise InputError(f"--mode must be one of {', '.join(MODES)}")
+    key = config.load().image_key
+    if key is None:
+        raise InputError("REELFORGE_IMAGE_KEY is not set (the key that signs image URLs)")
+    width, height = (int(x) for x in size.split("x"))
+    url = base_url.rstrip("/") + image_path(width, height, mode, path, key)
+    print(json.dumps({"url": url}) if as_json else url)
+
+
 @app.command()
 def sample(
     output: Annotated[Path, typer.Argument(help="MP4 file to write.")],

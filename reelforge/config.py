@@ -18,6 +18,9 @@ class Config:
     serve_root: Path | None
     player_assets: Path | None
     manifest_max_age: int
+    image_key: bytes | None = None  # HMAC key for /img URLs (REELFORGE_IMAGE_KEY)
+    image_unsigned: bool = False  # accept /img/unsafe/... (REELFORGE_IMAGE_UNSIGNED=1)
+    image_cache: Path | None = None  # where /img results are kept (default: under the root)
 
 
 def _find_player_assets() -> Path | None:
@@ -37,4 +40,7 @@ def load() -> Config:
         serve_root=Path(root) if root else None,
         player_assets=_find_player_assets(),
         manifest_max_age=int(os.environ.get("REELFORGE_MANIFEST_MAX_AGE", "60")),
+        image_key=os.environ.get("REELFORGE_IMAGE_KEY", "").encode() or None,
+        image_unsigned=os.environ.get("REELFORGE_IMAGE_UNSIGNED", "") in ("1", "true", "yes"),
+        image_cache=Path(cache) if (cache := os.environ.get("REELFORGE_IMAGE_CACHE")) else None,
     )

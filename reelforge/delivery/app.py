@@ -3,8 +3,9 @@
 Contract: ``/media/<path>`` serves files under the root (GET and HEAD, single byte ranges,
 ETag/Last-Modified validators, streaming MIME types, Cache-Control by asset class, CORS);
 ``/`` shows the player for a stream at the root, or a list of the streams found one level
-down (``/watch/<name>``); ``/player/`` serves hls.js as installed by set-up. Paths outside
-the root are never served.
+down (``/watch/<name>``); ``/player/`` serves hls.js as installed by set-up; ``/img/...``
+resizes images on the fly (see :mod:`reelforge.delivery.image_service`). Paths outside the
+root are never served.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.types import Scope
 
 from reelforge import config
 from reelforge.delivery.cache import cache_control, register_mime_types
+from reelforge.delivery.image_service import ImageService
 
 TEMPLATE = Path(__file__).with_name("templates") / "player.html"
 MASTER = "master.m3u8"
@@ -94,8 +96,11 @@ def create_app(root: str | Path | None = None) -> Starlette:
             raise HTTPException(404, "no such stream")
         return HTMLResponse(_player_page(name, name, root, has_hlsjs))
 
+    images = ImageService(root, cfg.image_cache or root / ".cache" / "images",
+                          cfg.image_key, cfg.image_unsigned)  # fmt: skip
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),
+        Route("/img/{signature}/{size}/{mode}/{path:path}", images, methods=["GET", "HEAD"]),
         Route("/watch/{name}", watch, methods=["GET", "HEAD"]),
         Mount("/media", MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age)),
     ]

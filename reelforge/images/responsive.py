@@ -14,7 +14,7 @@ when too large, upright, sRGB, metadata stripped):
 - formats: AVIF, WebP and JPEG by default; pictures with alpha get PNG instead of JPEG;
 - per width and format, the encoder quality is searched so the SSIMULACRA2 score just
   reaches ``target`` (each variant's measured score is in the manifest);
-- file names carry a content hash (``name-640-1a2b3c4d.avif``): cache them forever;
+- file names carry a content hash (``name-640-1a2b3c4d5e.avif``): cache them forever;
 - a ThumbHash and the dominant colour as placeholders;
 - animations (GIF, animated WebP/PNG): an animated WebP and a muted MP4 loop (H.264,
   fast start), plus the still set made from the first frame for the poster.
@@ -76,7 +76,7 @@ def slug(path: Path) -> str:
 
 
 def _write(folder: Path, stem: str, width: int, ext: str, data: bytes) -> str:
-    digest = hashlib.sha256(data).hexdigest()[:8]
+    digest = hashlib.sha256(data).hexdigest()[:10]
     name = f"{stem}-{width}-{digest}.{ext}"
     (folder / name).write_bytes(data)
     return name
