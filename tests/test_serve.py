@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CLI, ROOT, free_port
+from conftest import ROOT, Server
 
 from reelforge.media import ffmpeg
-
-
-class Server:
-    def __init__(self, root: Path, server: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [*CLI, "serve", str(root), "--port", str(self.port), "--server", server],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read())
-            try:
-                httpx.get(self.base + "/", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=10)
-        return out
 
 
 @pytest.fixture(scope="module", params=["granian", "uvicorn"])

@@ -34,13 +34,13 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from reelforge.errors import InputError
-from reelforge.fsutil import atomic_output_dir, write_text_atomic
+from reelforge.fsutil import atomic_output_dir, check_output_dir, write_text_atomic
 from reelforge.images import placeholder
 from reelforge.images.encoders import DEFAULT_FORMATS, FORMATS
 from reelforge.images.resize import height_for, resize
 from reelforge.images.search import search_quality
 from reelforge.images.snippet import picture_html
-from reelforge.images.source import MAX_BYTES, MAX_PIXELS, SourceImage, load
+from reelforge.images.source import MAX_BYTES, MAX_PIXELS, SourceImage, check, load
 from reelforge.images.ssimulacra2 import Ssimulacra2Reference
 from reelforge.media import ffmpeg
 from reelforge.progress import NullProgress, Progress
@@ -219,7 +219,10 @@ def _names(sources: list[Path]) -> list[str]:
 def build_sets(sources: Sequence[Path], output: Path, opts: ImageOptions, *, jobs: int = 1,
                force: bool = False, progress: Progress | None = None) -> dict:  # fmt: skip
     """See the module docstring. Returns the manifest."""
+    check_output_dir(output, force=force)
     files = collect_sources(sources)
+    for f in files:  # refuse bad sources before any work starts
+        check(f, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
     names = _names(files)
     update = (progress or NullProgress()).stage("images", len(files), "images")
     entries: list[dict | None] = [None] * len(files)

@@ -62,10 +62,8 @@ def _to_srgb(img: Image.Image, path: Path, has_alpha: bool) -> Image.Image:
         raise InputError(f"colour profile cannot be applied ({exc})", path=path) from None
 
 
-def load(path: str | Path, *, max_pixels: int = MAX_PIXELS,
-         max_bytes: int = MAX_BYTES) -> SourceImage:  # fmt: skip
-    """See the module docstring."""
-    path = Path(path)
+def _open(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
+    """The file opened (header read, no pixels decoded) once it passes every limit."""
     check_readable_file(path)
     size = path.stat().st_size
     if size > max_bytes:
@@ -81,11 +79,25 @@ def load(path: str | Path, *, max_pixels: int = MAX_PIXELS,
                          "limit (refused before decoding)", path=path) from None  # fmt: skip
     except (UnidentifiedImageError, OSError):
         raise InputError("not an image that can be read", path=path) from None
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise InputError(f"{w}x{h} is over the {max_pixels / 1e6:.0f} megapixel limit "
+                         "(refused before decoding)", path=path)  # fmt: skip
+    return img
+
+
+def check(path: str | Path, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> None:
+    """Apply :func:`load`'s refusals from the header alone (nothing is decoded)."""
+    _open(Path(path), max_pixels, max_bytes).close()
+
+
+def load(path: str | Path, *, max_pixels: int = MAX_PIXELS,
+         max_bytes: int = MAX_BYTES) -> SourceImage:  # fmt: skip
+    """See the module docstring."""
+    path = Path(path)
+    img = _open(path, max_pixels, max_bytes)
     with img:
-        w, h = img.size
-        if w * h > max_pixels:
-            raise InputError(f"{w}x{h} is over the {max_pixels / 1e6:.0f} megapixel limit "
-                             "(refused before decoding)", path=path)  # fmt: skip
         fmt = img.format or "unknown"
         frames = getattr(img, "n_frames", 1)
         try:
