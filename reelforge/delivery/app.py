@@ -100,7 +100,7 @@ def create_app(root: str | Path | None = None) -> Starlette:
                           cfg.image_key, cfg.image_unsigned)  # fmt: skip
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),
-        Route("/img/{signature}/{size}/{mode}/{path:path}", images, methods=["GET", "HEAD"]),
+        Route("/img/{signature}/{size}/{mode}/{path:path}", images.handle, methods=["GET", "HEAD"]),
         Route("/watch/{name}", watch, methods=["GET", "HEAD"]),
         Mount("/media", MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age)),
     ]

@@ -74,7 +74,7 @@ class ImageService:
             raise HTTPException(404, "no such image")
         return candidate
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         signature = request.path_params["signature"]
         size, mode, rel = (request.path_params[k] for k in ("size", "mode", "path"))
         self._check_signature(signature, f"{size}/{mode}/{rel}")
