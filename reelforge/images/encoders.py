@@ -31,10 +31,19 @@ class ImageFormat:
     start_quality: int  # where a search begins (about SSIMULACRA2 70 on photos)
     lossless: bool
     _save: Callable[[Image.Image, io.BytesIO, int], None]
+    _save_fast: Callable[[Image.Image, io.BytesIO, int], None] | None = None
 
-    def encode(self, img: Image.Image, quality: int = 75) -> bytes:
+    levels: tuple[int, ...] = tuple(range(1, 101))  # qualities that give distinct encodes
+
+    @property
+    def has_fast(self) -> bool:
+        return self._save_fast is not None
+
+    def encode(self, img: Image.Image, quality: int = 75, *, fast: bool = False) -> bytes:
+        """Bytes at ``quality``; ``fast`` uses the quick variant where there is one (for
+        searching: same quality scale, somewhat larger files)."""
         buf = io.BytesIO()
-        self._save(img, buf, quality)
+        (self._save_fast if fast and self._save_fast else self._save)(img, buf, quality)
         return buf.getvalue()
 
 
@@ -43,21 +52,39 @@ def _jpeg(img: Image.Image, buf: io.BytesIO, q: int) -> None:
                             subsampling=2)  # fmt: skip
 
 
-def _webp(img: Image.Image, buf: io.BytesIO, q: int) -> None:
-    img.save(buf, "WEBP", quality=q, method=6, alpha_quality=100, exact=False)
+def _webp(img: Image.Image, buf: io.BytesIO, q: int, method: int = 6) -> None:
+    img.save(buf, "WEBP", quality=q, method=method, alpha_quality=100, exact=False)
 
 
-def _avif(img: Image.Image, buf: io.BytesIO, q: int) -> None:
-    img.save(buf, "AVIF", quality=q, speed=6, subsampling="4:4:4", codec="aom")
+def _webp_fast(img: Image.Image, buf: io.BytesIO, q: int) -> None:
+    _webp(img, buf, q, method=4)
+
+
+def _avif(img: Image.Image, buf: io.BytesIO, q: int, speed: int = 6) -> None:
+    img.save(buf, "AVIF", quality=q, speed=speed, subsampling="4:4:4", codec="aom")
+
+
+def _avif_fast(img: Image.Image, buf: io.BytesIO, q: int) -> None:
+    _avif(img, buf, q, speed=9)
 
 
 def _png(img: Image.Image, buf: io.BytesIO, q: int) -> None:
     img.save(buf, "PNG", optimize=True)
 
 
+def _avif_levels() -> tuple[int, ...]:
+    """The lowest quality for each of libavif's quantizers: (100 - q) * 63 // 100, rounded."""
+    first: dict[int, int] = {}
+    for q in range(1, 101):
+        first.setdefault(((100 - q) * 63 + 50) // 100, q)
+    return tuple(sorted(first.values()))
+
+
 FORMATS: dict[str, ImageFormat] = {
-    "avif": ImageFormat("avif", "avif", "image/avif", True, 58, False, _avif),
-    "webp": ImageFormat("webp", "webp", "image/webp", True, 74, False, _webp),
+    "avif": ImageFormat(
+        "avif", "avif", "image/avif", True, 58, False, _avif, _avif_fast, _avif_levels()
+    ),
+    "webp": ImageFormat("webp", "webp", "image/webp", True, 74, False, _webp, _webp_fast),
     "jpeg": ImageFormat("jpeg", "jpg", "image/jpeg", False, 70, False, _jpeg),
     "png": ImageFormat("png", "png", "image/png", True, 100, True, _png),
 }

@@ -14,7 +14,9 @@ the tests against scores the reference binary gave on reproducible synthetic pai
   replicated; at each scale linear RGB goes to XYB (libjxl's opsin matrix and bias, cube
   root) rescaled to about 0..1 (X*14+0.42, Y+0.01, B-Y+0.55);
 - blur: libjxl's recursive Gaussian (Charalampidis 2016, sigma 1.5, three truncated
-  cosine terms, zero outside the picture), rows first, then columns; this is what the
+  cosine terms, zero outside the picture), rows first, then columns; the recursion is a
+  9-tap FIR in disguise, so its taps are taken from its impulse response and applied as a
+  separable filter; the blur is what the
   ``ssimulacra2`` package on PyPI gets wrong (it scores the reference's own test pair
   21.16 where 17.40 is expected);
 - per channel the SSIM' error map (no luminance denominator, C2 = 0.0009) and the two
@@ -27,9 +29,9 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy.ndimage import convolve1d
 from scipy.signal import lfilter
 
 SCALES = 6
@@ -121,10 +123,16 @@ def _impulse_response() -> np.ndarray:
 _TAPS = _impulse_response()
 
 
+_KERNEL = _TAPS[::-1].astype(np.float32).copy()  # OpenCV correlates; the taps convolve
+
+
 def _blur(x: np.ndarray) -> np.ndarray:
-    """Blur the planes of a (C, H, W) array, zero outside the picture: rows, then columns."""
-    rows = convolve1d(x, _TAPS, axis=2, mode="constant", cval=0.0)
-    return convolve1d(rows, _TAPS, axis=1, mode="constant", cval=0.0)
+    """Blur the planes of a (C, H, W) float32 array, zero outside the picture (OpenCV's
+    separable filter: four times as fast as scipy.ndimage here, same result to 2e-7)."""
+    out = np.empty_like(x)
+    for plane, dst in zip(x, out, strict=True):
+        cv2.sepFilter2D(plane, -1, _KERNEL, _KERNEL, dst=dst, borderType=cv2.BORDER_CONSTANT)
+    return out
 
 
 def _downsample(lin: np.ndarray) -> np.ndarray:
@@ -146,7 +154,8 @@ def _xyb(lin: np.ndarray) -> np.ndarray:
     lms = np.tensordot(_OPSIN32, lin, axes=1)
     lms += np.float32(_BIAS)
     np.maximum(lms, 0.0, out=lms)
-    np.cbrt(lms, out=lms)
+    flat = lms.reshape(3, -1)
+    cv2.pow(flat, 1.0 / 3.0, dst=flat)  # cube root (non-negative here): 10x np.cbrt
     lms -= np.float32(_CBRT_BIAS)
     out = np.tensordot(_RESCALE, lms, axes=1)  # X = (l-m)/2, Y = (l+m)/2, B-Y = s - Y, scaled
     out += _OFFSET[:, None, None]
