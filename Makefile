@@ -37,6 +37,7 @@ bench: setup
 	$(PY) bench/voice.py
 	$(PY) bench/talk.py
 	$(PY) bench/ladder.py
+	$(PY) bench/images.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache
