@@ -21,6 +21,7 @@ class Config:
     image_key: bytes | None = None  # HMAC key for /img URLs (REELFORGE_IMAGE_KEY)
     image_unsigned: bool = False  # accept /img/unsafe/... (REELFORGE_IMAGE_UNSIGNED=1)
     image_cache: Path | None = None  # where /img results are kept (default: under the root)
+    playback_key: bytes | None = None  # HMAC key for /p/<token>/ URLs (REELFORGE_PLAYBACK_KEY)
 
 
 def _find_player_assets() -> Path | None:
@@ -43,4 +44,5 @@ def load() -> Config:
         image_key=os.environ.get("REELFORGE_IMAGE_KEY", "").encode() or None,
         image_unsigned=os.environ.get("REELFORGE_IMAGE_UNSIGNED", "") in ("1", "true", "yes"),
         image_cache=Path(cache) if (cache := os.environ.get("REELFORGE_IMAGE_CACHE")) else None,
+        playback_key=os.environ.get("REELFORGE_PLAYBACK_KEY", "").encode() or None,
     )

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -26,23 +27,57 @@ from starlette.types import Scope
 
 from reelforge import config
 from reelforge.delivery.cache import cache_control, register_mime_types
+from reelforge.delivery.compress import choose_encoding, compressed_response, is_compressible
 from reelforge.delivery.image_service import ImageService
+from reelforge.delivery.signing import TokenError, check_token
 
 TEMPLATE = Path(__file__).with_name("templates") / "player.html"
 MASTER = "master.m3u8"
+PRIVATE_MARKER = ".private"
+MAX_RANGE_HEADER = 100
 
 
 class MediaFiles(StaticFiles):
-    """StaticFiles with a Cache-Control header per asset class."""
+    """StaticFiles with Cache-Control per asset class, compressed text, strict ranges and
+    private streams (folders holding a ``.private`` file answer only signed requests)."""
 
-    def __init__(self, *, directory: Path, manifest_max_age: int) -> None:
+    def __init__(self, *, directory: Path, manifest_max_age: int, signed: bool = False) -> None:
         super().__init__(directory=directory, follow_symlink=False)
+        self.root = directory
         self.manifest_max_age = manifest_max_age
+        self.signed = signed
+
+    def _is_private(self, path: str) -> bool:
+        folder = self.root
+        for part in PurePosixPath(path).parts[:-1]:
+            folder = folder / part
+            if (folder / PRIVATE_MARKER).is_file():
+                return True
+        return False
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if not self.signed and self._is_private(path):
+            raise HTTPException(403, "this stream needs a signed URL")
+        if PurePosixPath(path).name.startswith("."):
+            raise HTTPException(404)  # markers, caches and partial files are not served
         response = await super().get_response(path, scope)
         if response.status_code in (200, 206, 304):
             response.headers["Cache-Control"] = cache_control(path, self.manifest_max_age)
+        return response
+
+    def file_response(self, full_path, stat_result, scope: Scope) -> Response:
+        headers = Headers(scope=scope)
+        wanted = headers.get("range")
+        if wanted is not None and (len(wanted) > MAX_RANGE_HEADER or "," in wanted):
+            # one range per request: many small ranges are a way to make a server work hard
+            unsatisfiable = {"Content-Range": f"bytes */{stat_result.st_size}"}
+            return Response(status_code=416, headers=unsatisfiable)
+        encoding = choose_encoding(headers.get("accept-encoding", ""))
+        if wanted is None and encoding and is_compressible(full_path):
+            return compressed_response(Path(full_path), stat_result, encoding, headers)
+        response = super().file_response(full_path, stat_result, scope)
+        if is_compressible(full_path):
+            response.headers["Vary"] = "Accept-Encoding"
         return response
 
 
@@ -98,11 +133,28 @@ def create_app(root: str | Path | None = None) -> Starlette:
 
     images = ImageService(root, cfg.image_cache or root / ".cache" / "images",
                           cfg.image_key, cfg.image_unsigned)  # fmt: skip
+    media = MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age)
+    signed_media = MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age, signed=True)
+
+    async def signed(request: Request) -> Response:
+        if cfg.playback_key is None:
+            raise HTTPException(404, "signed playback is not configured")
+        path = request.path_params["path"]
+        try:
+            check_token(cfg.playback_key, request.path_params["token"], path)
+        except TokenError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        response = await signed_media.get_response(path, request.scope)
+        response.headers["Cache-Control"] = response.headers.get(
+            "Cache-Control", "private").replace("public", "private")  # fmt: skip
+        return response
+
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),
+        Route("/p/{token}/{path:path}", signed, methods=["GET", "HEAD"]),
         Route("/img/{signature}/{size}/{mode}/{path:path}", images.handle, methods=["GET", "HEAD"]),
         Route("/watch/{name}", watch, methods=["GET", "HEAD"]),
-        Mount("/media", MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age)),
+        Mount("/media", media),
     ]
     if cfg.player_assets is not None:
         routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))

@@ -1,16 +1,31 @@
-"""HMAC-SHA256 signatures for URLs.
+"""HMAC-SHA256 signatures for URLs, and playback tokens scoped to a stream.
 
 Contract: :func:`sign` returns the unpadded base64url HMAC-SHA256 of ``message`` under
 ``key`` (43 characters); :func:`verify` checks one in constant time and never raises on
-malformed input. Keys come from the environment (see :mod:`reelforge.config`) and are
-never logged.
+malformed input. :func:`make_token` makes a playback token for every path under
+``prefix`` until ``expires`` (Unix seconds): ``<base64url(expires:prefix)>.<signature>``.
+It travels in the URL path (``/p/<token>/<prefix>/master.m3u8``), so the relative URIs of
+HLS child playlists, segments and DASH segments carry it without rewriting.
+:func:`check_token` raises :class:`TokenError` with status 403 (malformed, bad signature,
+path outside the prefix) or 410 (expired). Keys come from the environment (see
+:mod:`reelforge.config`) and are never logged.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import time
+
+MAX_TOKEN = 512
+
+
+class TokenError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 def sign(key: bytes, message: str) -> str:
@@ -20,3 +35,33 @@ def sign(key: bytes, message: str) -> str:
 
 def verify(key: bytes, message: str, signature: str) -> bool:
     return hmac.compare_digest(sign(key, message).encode(), signature.encode("utf-8", "replace"))
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def make_token(key: bytes, prefix: str, expires: int) -> str:
+    payload = f"{int(expires)}:{prefix.strip('/')}"
+    return f"{_b64(payload)}.{sign(key, payload)}"
+
+
+def check_token(key: bytes, token: str, path: str, now: float | None = None) -> str:
+    """Return the token's prefix if it allows ``path`` now; else raise :class:`TokenError`."""
+    if len(token) > MAX_TOKEN or token.count(".") != 1:
+        raise TokenError(403, "malformed token")
+    encoded, signature = token.split(".")
+    try:
+        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+        expires_text, prefix = payload.split(":", 1)
+        expires = int(expires_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise TokenError(403, "malformed token") from None
+    if not verify(key, payload, signature):
+        raise TokenError(403, "bad signature")
+    path = path.strip("/")
+    if prefix and path != prefix and not path.startswith(prefix + "/"):
+        raise TokenError(403, "token is for another stream")
+    if (time.time() if now is None else now) >= expires:
+        raise TokenError(410, "token expired")
+    return prefix
