@@ -107,6 +107,10 @@ def publish(
     fallback: Annotated[
         bool, typer.Option("--fallback/--no-fallback", help="Fast-start MP4 fallback.")
     ] = True,
+    versioned: Annotated[
+        bool,
+        typer.Option("--versioned", help="OUTPUT is a stream folder: add a version, switch to it."),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -132,12 +136,27 @@ def publish(
         fallback=fallback,
         force=force,
     )
+    state = None
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
-        report = run_publish(input, output, opts, bars)
+        if versioned:
+            from reelforge.delivery.versions import new_version_name, switch
+
+            if output.exists() and not output.is_dir():
+                raise InputError("is not a stream folder", path=output)
+            version = new_version_name()
+            report = run_publish(input, output / version, opts, bars)
+            state = switch(output, version)
+        else:
+            report = run_publish(input, output, opts, bars)
     if as_json:
-        print(report.model_dump_json(indent=2))
+        data = json.loads(report.model_dump_json())
+        if state is not None:
+            data["version"] = state["version"]
+        print(json.dumps(data, indent=2))
         return
     _print_publish_summary(report)
+    if state is not None:
+        out_console.print(f"{output} now points at version {state['version']}")
 
 
 def _print_publish_summary(report) -> None:
@@ -276,6 +295,102 @@ def image_url(
     width, height = (int(x) for x in size.split("x"))
     url = base_url.rstrip("/") + image_path(width, height, mode, path, key)
     print(json.dumps({"url": url}) if as_json else url)
+
+
+@app.command()
+def gc(
+    streams: Annotated[list[Path], typer.Argument(help="Stream folders (made with --versioned).")],
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds a superseded version is kept.")
+    ] = 86400.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove stream versions nothing has pointed to for longer than --grace."""
+    from reelforge.delivery.versions import CURRENT, collect_garbage
+
+    if grace < 0:
+        raise InputError("--grace must be 0 or more seconds")
+    for s in streams:
+        if not (s / CURRENT).is_file():
+            raise InputError(f"is not a versioned stream folder (no {CURRENT})", path=s)
+    removed = {str(s): collect_garbage(s, grace, dry_run=dry_run) for s in streams}
+    if as_json:
+        print(json.dumps({"removed": removed, "dry_run": dry_run}, indent=2))
+        return
+    for stream, names in removed.items():
+        verb = "would remove" if dry_run else "removed"
+        out_console.print(f"{stream}: {verb} {len(names)} version(s) {' '.join(names)}".strip())
+
+
+sign_app = typer.Typer(help="Signed URLs: ReelForge playback tokens and CloudFront.",
+                       no_args_is_help=True)  # fmt: skip
+app.add_typer(sign_app, name="sign")
+
+
+@sign_app.command("playback")
+def sign_playback(
+    prefix: Annotated[str, typer.Argument(help="Stream path under the served root, e.g. talk.")],
+    expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds it stays valid.")] = 3600,
+    path: Annotated[str, typer.Option("--path", help="File to link to.")] = "master.m3u8",
+    base_url: Annotated[str, typer.Option("--base-url", help="Origin to prefix.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """A playback URL for one stream (key from REELFORGE_PLAYBACK_KEY; never printed)."""
+    import time
+
+    from reelforge import config
+    from reelforge.delivery.signing import make_token
+
+    key = config.load().playback_key
+    if key is None:
+        raise InputError("REELFORGE_PLAYBACK_KEY is not set (the key that signs playback URLs)")
+    if expires_in <= 0:
+        raise InputError("--expires-in must be positive")
+    prefix = prefix.strip("/")
+    expires = int(time.time()) + expires_in
+    url = f"{base_url.rstrip('/')}/p/{make_token(key, prefix, expires)}/{prefix}/{path}"
+    print(json.dumps({"url": url, "expires": expires}) if as_json else url)
+
+
+@sign_app.command("cloudfront")
+def sign_cloudfront(
+    url: Annotated[str, typer.Argument(help="The CloudFront URL to sign.")],
+    key_pair_id: Annotated[str, typer.Option("--key-pair-id", help="The public key's ID.")],
+    private_key: Annotated[Path, typer.Option("--private-key", help="RSA private key (PEM).")],
+    expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds it stays valid.")] = 3600,
+    starts_in: Annotated[
+        int | None, typer.Option("--starts-in", help="Seconds before it becomes valid.")
+    ] = None,
+    ip_range: Annotated[str | None, typer.Option("--ip", help="Viewer CIDR: 1.2.3.0/24.")] = None,
+    resource: Annotated[
+        str | None, typer.Option("--resource", help="Policy resource (wildcards), e.g. .../talk/*")
+    ] = None,
+    cookies: Annotated[bool, typer.Option("--cookies", help="Signed cookies instead.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """CloudFront signed URL or cookies (canned, or custom with --starts-in/--ip/--resource)."""
+    import time
+
+    from reelforge.delivery.cloudfront_signing import load_private_key, signed_cookies, signed_url
+
+    if expires_in <= 0:
+        raise InputError("--expires-in must be positive")
+    key = load_private_key(private_key)
+    now = time.time()
+    expires, starts = now + expires_in, (now + starts_in if starts_in is not None else None)
+    if cookies:
+        jar = signed_cookies(resource or url, key_pair_id, key, expires, starts=starts,
+                             ip_range=ip_range)  # fmt: skip
+        if as_json:
+            print(json.dumps({"cookies": jar, "expires": int(expires)}, indent=2))
+        else:
+            for name, value in jar.items():
+                print(f"{name}={value}")
+        return
+    signed = signed_url(url, key_pair_id, key, expires, starts=starts, ip_range=ip_range,
+                        resource=resource)  # fmt: skip
+    print(json.dumps({"url": signed, "expires": int(expires)}) if as_json else signed)
 
 
 @app.command()

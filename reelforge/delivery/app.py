@@ -86,13 +86,18 @@ def _streams(root: Path) -> list[str]:
 
 
 def _player_page(stream_prefix: str, title: str, root: Path, has_hlsjs: bool) -> str:
-    report_path = root / stream_prefix / "report.json" if stream_prefix else root / "report.json"
+    stream = root / stream_prefix if stream_prefix else root
+    version = ""
+    if (stream / "current.json").is_file():  # a versioned stream: files of the current version
+        version = json.loads((stream / "current.json").read_text()).get("version") or ""
+    report_path = stream / version / "report.json"
     poster = ""
     if report_path.is_file():
         files = json.loads(report_path.read_text()).get("files", {})
         jpeg = files.get("poster", {}).get("jpeg")
         if jpeg:
-            poster = f"/media/{stream_prefix + '/' if stream_prefix else ''}{jpeg}"
+            prefix = "/".join(p for p in (stream_prefix, version) if p)
+            poster = f"/media/{prefix + '/' if prefix else ''}{jpeg}"
     base = f"/media/{stream_prefix + '/' if stream_prefix else ''}"
     page = TEMPLATE.read_text(encoding="utf-8")
     return (
