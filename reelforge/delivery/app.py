@@ -35,6 +35,8 @@ TEMPLATE = Path(__file__).with_name("templates") / "player.html"
 MASTER = "master.m3u8"
 PRIVATE_MARKER = ".private"
 MAX_RANGE_HEADER = 100
+MAX_HEADER_BYTES = 16 * 1024
+MAX_PATH = 4096
 
 
 class MediaFiles(StaticFiles):
@@ -79,6 +81,25 @@ class MediaFiles(StaticFiles):
         if is_compressible(full_path):
             response.headers["Vary"] = "Accept-Encoding"
         return response
+
+
+class RequestLimits:
+    """ASGI middleware: absurd requests are refused before any work (431 for headers over
+    ``MAX_HEADER_BYTES`` in all, 414 for a path over ``MAX_PATH``), whatever the server
+    in front allows."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(k) + len(v) for k, v in scope.get("headers", []))
+            status = 431 if size > MAX_HEADER_BYTES else 414 if len(
+                scope.get("raw_path") or scope["path"].encode()) > MAX_PATH else 0  # fmt: skip
+            if status:
+                await Response(status_code=status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _streams(root: Path) -> list[str]:
@@ -164,13 +185,14 @@ def create_app(root: str | Path | None = None) -> Starlette:
     if cfg.player_assets is not None:
         routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))
     middleware = [
+        Middleware(RequestLimits),
         Middleware(
             CORSMiddleware,
             allow_origins=["*"],
             allow_methods=["GET", "HEAD", "OPTIONS"],
             allow_headers=["Range"],
             expose_headers=["Content-Length", "Content-Range", "ETag"],
-        )
+        ),
     ]
     return Starlette(routes=routes, middleware=middleware)
 
