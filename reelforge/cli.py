@@ -393,6 +393,85 @@ def sign_cloudfront(
     print(json.dumps({"url": signed, "expires": int(expires)}) if as_json else signed)
 
 
+cdn_app = typer.Typer(help="Edge cache configurations: nginx, CloudFront.", no_args_is_help=True)
+app.add_typer(cdn_app, name="cdn")
+
+
+@cdn_app.command("nginx")
+def cdn_nginx(
+    output: Annotated[Path, typer.Option("-o", "--output", help="nginx.conf to write.")],
+    origin: Annotated[str, typer.Option("--origin", help="host:port of reelforge serve.")],
+    listen: Annotated[str, typer.Option("--listen", help="Edge address.")] = "127.0.0.1:8080",
+    prefix: Annotated[
+        Path | None, typer.Option("--prefix", help="Folder for cache, logs, temp files.")
+    ] = None,
+    manifest_ttl: Annotated[
+        int, typer.Option("--manifest-ttl", help="Fallback manifest TTL (s).")
+    ] = 60,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Account nginx workers run as.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """An nginx edge cache config (cache lock, stale-while-revalidate, slices) for the origin."""
+    from reelforge.delivery.cdn import nginx_config
+    from reelforge.fsutil import write_text_atomic
+
+    prefix = (prefix or output.parent / "edge").absolute()
+    if manifest_ttl < 0:
+        raise InputError("--manifest-ttl must be 0 or more")
+    for sub in ("cache", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    text = nginx_config(origin=origin, listen=listen, prefix=str(prefix),
+                        manifest_ttl=manifest_ttl, user=user)  # fmt: skip
+    write_text_atomic(output, text)
+    if as_json:
+        print(json.dumps({"config": str(output.absolute()), "prefix": str(prefix)}))
+    else:
+        out_console.print(f"Wrote {output}; run: nginx -p {prefix} -c {output.absolute()}")
+
+
+@cdn_app.command("cloudfront")
+def cdn_cloudfront(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the JSON files.")],
+    origin_domain: Annotated[str, typer.Option("--origin-domain", help="The origin's host.")],
+    shield_region: Annotated[
+        str, typer.Option("--shield-region", help="Origin Shield region.")
+    ] = "us-east-1",
+    manifest_ttl: Annotated[
+        int, typer.Option("--manifest-ttl", help="Default manifest TTL (s).")
+    ] = 60,
+    as_json: JsonOpt = False,
+) -> None:
+    """CloudFront cache policies and distribution config, checked against botocore's model."""
+    from reelforge.delivery.cdn import cloudfront_config, validate_cloudfront
+    from reelforge.errors import ReelforgeError
+    from reelforge.fsutil import write_text_atomic
+
+    config = cloudfront_config(origin_domain=origin_domain, shield_region=shield_region,
+                               manifest_ttl=manifest_ttl)  # fmt: skip
+    problems = validate_cloudfront(config)
+    if problems:
+        raise ReelforgeError("CloudFront config is invalid: " + "; ".join(problems))
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, policy in config["cache_policies"].items():
+        path = output / f"cache-policy-{name}.json"
+        write_text_atomic(path, json.dumps(policy, indent=2))
+        written.append(str(path))
+    path = output / "distribution-config.json"
+    write_text_atomic(path, json.dumps(config["distribution"], indent=2))
+    written.append(str(path))
+    if as_json:
+        print(json.dumps({"files": written, "valid": True}, indent=2))
+        return
+    for w in written:
+        out_console.print(f"Wrote {w}")
+    out_console.print("Create the cache policies (aws cloudfront create-cache-policy "
+                      "--cache-policy-config file://...), then put their IDs in place of "
+                      "{{cache-policy:NAME}} and create the distribution.")  # fmt: skip
+
+
 @app.command()
 def sample(
     output: Annotated[Path, typer.Argument(help="MP4 file to write.")],
