@@ -71,7 +71,9 @@ def probe(
 @app.command()
 def publish(
     input: Annotated[Path, typer.Argument(help="Video or audio file to publish.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created).")],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Output folder (created), or s3://BUCKET/PREFIX.")
+    ],
     ladder: Annotated[
         Path | None,
         typer.Option(
@@ -117,7 +119,6 @@ def publish(
     """Publish a video as an adaptive CMAF stream (HLS + DASH) with poster and fallback."""
     from reelforge.video import ladder as ladder_mod
     from reelforge.video.publish import PublishOptions
-    from reelforge.video.publish import publish as run_publish
 
     per_title = ladder is not None and str(ladder) == "per-title" and not ladder.exists()
     rungs = ladder_mod.load_ladder_file(ladder) if ladder and not per_title else None
@@ -136,18 +137,13 @@ def publish(
         fallback=fallback,
         force=force,
     )
-    state = None
-    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
-        if versioned:
-            from reelforge.delivery.versions import new_version_name, switch
+    from reelforge.storage import is_s3
 
-            if output.exists() and not output.is_dir():
-                raise InputError("is not a stream folder", path=output)
-            version = new_version_name()
-            report = run_publish(input, output / version, opts, bars)
-            state = switch(output, version)
+    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
+        if is_s3(output):
+            report, state = _publish_to_s3(input, output, opts, versioned, bars)
         else:
-            report = run_publish(input, output, opts, bars)
+            report, state = _publish_local(input, Path(output), opts, versioned, bars)
     if as_json:
         data = json.loads(report.model_dump_json())
         if state is not None:
@@ -157,6 +153,50 @@ def publish(
     _print_publish_summary(report)
     if state is not None:
         out_console.print(f"{output} now points at version {state['version']}")
+
+
+def _publish_local(source: Path, output: Path, opts, versioned: bool, bars):
+    from reelforge.video.publish import publish as run_publish
+
+    if not versioned:
+        return run_publish(source, output, opts, bars), None
+    from reelforge.delivery.versions import new_version_name, switch
+
+    if output.exists() and not output.is_dir():
+        raise InputError("is not a stream folder", path=output)
+    version = new_version_name()
+    report = run_publish(source, output / version, opts, bars)
+    return report, switch(output, version)
+
+
+def _publish_to_s3(source: Path, url: str, opts, versioned: bool, bars):
+    """Publish into a local scratch folder, then upload (pointers last)."""
+    import tempfile
+
+    from reelforge.progress import NullProgress
+    from reelforge.storage import download_file, parse_s3, upload_tree
+
+    where = parse_s3(url)
+    with tempfile.TemporaryDirectory(prefix="reelforge-publish-") as tmp:
+        local = Path(tmp) / "stream"
+        local.mkdir()
+        if versioned:
+            download_file(where, "current.json", local / "current.json")
+            report, state = _publish_local(source, local, opts, True, bars)
+        else:
+            report, state = _publish_local(source, local / "out", replace_opts(opts), False, bars)
+            local = local / "out"
+        files = sum(1 for p in local.rglob("*") if p.is_file())
+        update = (bars or NullProgress()).stage("upload", files, "files")
+        update(upload_tree(local, where))
+    report.output = url
+    return report, state
+
+
+def replace_opts(opts):
+    from dataclasses import replace
+
+    return replace(opts, force=True)  # the scratch folder is ours; S3 objects are replaced
 
 
 def _print_publish_summary(report) -> None:
@@ -186,23 +226,38 @@ def _print_publish_summary(report) -> None:
 
 @app.command()
 def serve(
-    root: Annotated[Path, typer.Argument(help="A published folder, or a folder of them.")],
+    root: Annotated[
+        str, typer.Argument(help="A published folder (or a folder of them), or s3://BUCKET/PREFIX.")
+    ],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     server: Annotated[str, typer.Option("--server", help="granian or uvicorn.")] = "granian",
+    s3_mode: Annotated[
+        str, typer.Option("--s3-mode", help="For s3:// roots: stream (proxy) or redirect.")
+    ] = "stream",
     as_json: JsonOpt = False,
 ) -> None:
     """Serve published streams with a player page; prints the URL where they play."""
+    import os
+
     from reelforge.delivery.server import SERVERS
     from reelforge.delivery.server import serve as run_server
+    from reelforge.storage import is_s3, parse_s3
 
-    if not root.is_dir():
-        raise InputError("is not a folder", path=root)
+    if is_s3(root):
+        shown = str(parse_s3(root))
+        if s3_mode not in ("stream", "redirect"):
+            raise InputError("--s3-mode must be stream or redirect")
+        os.environ["REELFORGE_S3_MODE"] = s3_mode
+    else:
+        if not Path(root).is_dir():
+            raise InputError("is not a folder", path=root)
+        shown = str(Path(root).resolve())
     if server not in SERVERS:
         raise InputError(f"--server must be one of {', '.join(SERVERS)}")
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     if as_json:
-        print(json.dumps({"url": url, "root": str(root.resolve()), "server": server}), flush=True)
+        print(json.dumps({"url": url, "root": shown, "server": server}), flush=True)
     else:
         out_console.print(f"Serving {root} at [bold]{url}[/] (Ctrl-C to stop)")
         sys.stdout.flush()
@@ -212,7 +267,9 @@ def serve(
 @app.command()
 def images(
     sources: Annotated[list[Path], typer.Argument(help="Image files or folders of them.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write.")],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Folder to write, or s3://BUCKET/PREFIX.")
+    ],
     widths: Annotated[
         str, typer.Option("--widths", help="Comma-separated srcset widths (never above source).")
     ] = "320,640,960,1280,1920,2560",
@@ -256,10 +313,24 @@ def images(
     opts = ImageOptions(widths=width_list, formats=fmt_list, target=target, sizes=sizes,
                         above_fold=frozenset(above_fold or ()), keep_metadata=keep_metadata,
                         base_url=base_url)  # fmt: skip
+    from reelforge.storage import is_s3, parse_s3, upload_tree
+
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
-        manifest = build_sets(sources, output, opts, jobs=jobs, force=force, progress=bars)
+        if is_s3(output):
+            import tempfile
+
+            where = parse_s3(output)
+            with tempfile.TemporaryDirectory(prefix="reelforge-images-") as tmp:
+                local = Path(tmp) / "site"
+                manifest = build_sets(sources, local, opts, jobs=jobs, progress=bars)
+                upload_tree(local, where)
+            shown = str(where)
+        else:
+            manifest = build_sets(sources, Path(output), opts, jobs=jobs, force=force,
+                                  progress=bars)  # fmt: skip
+            shown = str(Path(output).resolve())
     if as_json:
-        print(json.dumps({"output": str(output.resolve()), **manifest}, indent=2))
+        print(json.dumps({"output": shown, **manifest}, indent=2))
         return
     table = Table(title=f"{len(manifest['images'])} images in {output}")
     for col in ("image", "size", "widths", *fmt_list, "score min"):

@@ -15,13 +15,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Config:
-    serve_root: Path | None
+    serve_root: Path | str | None  # a folder, or s3://BUCKET/PREFIX
     player_assets: Path | None
     manifest_max_age: int
     image_key: bytes | None = None  # HMAC key for /img URLs (REELFORGE_IMAGE_KEY)
     image_unsigned: bool = False  # accept /img/unsafe/... (REELFORGE_IMAGE_UNSIGNED=1)
     image_cache: Path | None = None  # where /img results are kept (default: under the root)
     playback_key: bytes | None = None  # HMAC key for /p/<token>/ URLs (REELFORGE_PLAYBACK_KEY)
+    s3_mode: str = "stream"  # s3:// roots: proxy objects, or redirect to presigned URLs
 
 
 def _find_player_assets() -> Path | None:
@@ -38,11 +39,12 @@ def _find_player_assets() -> Path | None:
 def load() -> Config:
     root = os.environ.get("REELFORGE_SERVE_ROOT")
     return Config(
-        serve_root=Path(root) if root else None,
+        serve_root=(root if root.startswith("s3://") else Path(root)) if root else None,
         player_assets=_find_player_assets(),
         manifest_max_age=int(os.environ.get("REELFORGE_MANIFEST_MAX_AGE", "60")),
         image_key=os.environ.get("REELFORGE_IMAGE_KEY", "").encode() or None,
         image_unsigned=os.environ.get("REELFORGE_IMAGE_UNSIGNED", "") in ("1", "true", "yes"),
         image_cache=Path(cache) if (cache := os.environ.get("REELFORGE_IMAGE_CACHE")) else None,
         playback_key=os.environ.get("REELFORGE_PLAYBACK_KEY", "").encode() or None,
+        s3_mode=os.environ.get("REELFORGE_S3_MODE", "stream"),
     )

@@ -131,10 +131,14 @@ def _player_page(stream_prefix: str, title: str, root: Path, has_hlsjs: bool) ->
 
 
 def create_app(root: str | Path | None = None) -> Starlette:
-    """Build the origin for the folder ``root`` (default: ``REELFORGE_SERVE_ROOT``)."""
+    """Build the origin for the folder or ``s3://`` location ``root`` (default:
+    ``REELFORGE_SERVE_ROOT``)."""
     register_mime_types()
     cfg = config.load()
-    root = Path(root) if root is not None else cfg.serve_root
+    root = root if root is not None else cfg.serve_root
+    if root is not None and str(root).startswith("s3://"):
+        return _s3_app(str(root), cfg)
+    root = Path(root) if root is not None else None
     if root is None or not root.is_dir():
         raise ValueError(f"serve root is not a folder: {root}")
     root = root.resolve()
@@ -184,7 +188,11 @@ def create_app(root: str | Path | None = None) -> Starlette:
     ]
     if cfg.player_assets is not None:
         routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))
-    middleware = [
+    return Starlette(routes=routes, middleware=_middleware())
+
+
+def _middleware() -> list[Middleware]:
+    return [
         Middleware(RequestLimits),
         Middleware(
             CORSMiddleware,
@@ -194,7 +202,26 @@ def create_app(root: str | Path | None = None) -> Starlette:
             expose_headers=["Content-Length", "Content-Range", "ETag"],
         ),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+
+
+def _s3_app(url: str, cfg: config.Config) -> Starlette:
+    """The origin over S3-compatible storage: ``/media/`` streamed through or redirected."""
+    from reelforge.delivery.s3_media import S3Media
+    from reelforge.storage import parse_s3
+
+    media = S3Media(parse_s3(url), manifest_max_age=cfg.manifest_max_age, mode=cfg.s3_mode)
+
+    async def index(request: Request) -> Response:
+        page = _player_page("", url, Path("/nonexistent"), cfg.player_assets is not None)
+        return HTMLResponse(page)
+
+    routes = [
+        Route("/", index, methods=["GET", "HEAD"]),
+        Route("/media/{path:path}", media.handle, methods=["GET", "HEAD"]),
+    ]
+    if cfg.player_assets is not None:
+        routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))
+    return Starlette(routes=routes, middleware=_middleware())
 
 
 def app_from_env() -> Starlette:

@@ -13,8 +13,10 @@ SERVERS = ("granian", "uvicorn")
 APP_FACTORY = "reelforge.delivery.app:app_from_env"
 
 
-def serve(root: Path, *, host: str, port: int, server: str = "granian") -> None:
-    os.environ["REELFORGE_SERVE_ROOT"] = str(root.resolve())
+def serve(root: str | Path, *, host: str, port: int, server: str = "granian") -> None:
+    root = str(root)
+    os.environ["REELFORGE_SERVE_ROOT"] = root if root.startswith("s3://") else str(
+        Path(root).resolve())  # fmt: skip
     if server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
