@@ -233,8 +233,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     server: Annotated[str, typer.Option("--server", help="granian or uvicorn.")] = "granian",
     s3_mode: Annotated[
-        str, typer.Option("--s3-mode", help="For s3:// roots: stream (proxy) or redirect.")
-    ] = "stream",
+        str | None,
+        typer.Option("--s3-mode", help="For s3:// roots: stream (default) or redirect."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve published streams with a player page; prints the URL where they play."""
@@ -246,9 +247,10 @@ def serve(
 
     if is_s3(root):
         shown = str(parse_s3(root))
-        if s3_mode not in ("stream", "redirect"):
-            raise InputError("--s3-mode must be stream or redirect")
-        os.environ["REELFORGE_S3_MODE"] = s3_mode
+        if s3_mode is not None:
+            if s3_mode not in ("stream", "redirect"):
+                raise InputError("--s3-mode must be stream or redirect")
+            os.environ["REELFORGE_S3_MODE"] = s3_mode
     else:
         if not Path(root).is_dir():
             raise InputError("is not a folder", path=root)
