@@ -38,6 +38,7 @@ bench: setup
 	$(PY) bench/talk.py
 	$(PY) bench/ladder.py
 	$(PY) bench/images.py
+	$(PY) bench/origin.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache

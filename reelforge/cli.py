@@ -232,6 +232,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     server: Annotated[str, typer.Option("--server", help="granian or uvicorn.")] = "granian",
+    workers: Annotated[int, typer.Option("--workers", help="Server processes.")] = 1,
     s3_mode: Annotated[
         str | None,
         typer.Option("--s3-mode", help="For s3:// roots: stream (default) or redirect."),
@@ -263,7 +264,9 @@ def serve(
     else:
         out_console.print(f"Serving {root} at [bold]{url}[/] (Ctrl-C to stop)")
         sys.stdout.flush()
-    run_server(root, host=host, port=port, server=server)
+    if not 1 <= workers <= 64:
+        raise InputError("--workers must be 1 to 64")
+    run_server(root, host=host, port=port, server=server, workers=workers)
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """Run the origin on an ASGI server.
 
 Contract: :func:`serve` blocks serving ``root`` on ``host:port`` with granian (default: it
-sends files itself through the ASGI pathsend extension) or uvicorn.
+sends files itself through the ASGI pathsend extension) or uvicorn, in ``workers``
+processes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ SERVERS = ("granian", "uvicorn")
 APP_FACTORY = "reelforge.delivery.app:app_from_env"
 
 
-def serve(root: str | Path, *, host: str, port: int, server: str = "granian") -> None:
+def serve(root: str | Path, *, host: str, port: int, server: str = "granian",
+          workers: int = 1) -> None:  # fmt: skip
     root = str(root)
     os.environ["REELFORGE_SERVE_ROOT"] = root if root.startswith("s3://") else str(
         Path(root).resolve())  # fmt: skip
@@ -27,11 +29,13 @@ def serve(root: str | Path, *, host: str, port: int, server: str = "granian") ->
             port=port,
             interface=Interfaces.ASGI,
             factory=True,
+            workers=workers,
             log_level="warning",
         ).serve()
     elif server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(APP_FACTORY, host=host, port=port, factory=True, log_level="warning")
+        uvicorn.run(APP_FACTORY, host=host, port=port, factory=True, workers=workers,
+                    log_level="warning")  # fmt: skip
     else:
         raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
