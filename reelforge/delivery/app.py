@@ -30,6 +30,7 @@ from reelforge.delivery.cache import cache_control, register_mime_types
 from reelforge.delivery.compress import choose_encoding, compressed_response, is_compressible
 from reelforge.delivery.image_service import ImageService
 from reelforge.delivery.signing import TokenError, check_token
+from reelforge.delivery.startup import bootstrap
 
 TEMPLATE = Path(__file__).with_name("templates") / "player.html"
 MASTER = "master.m3u8"
@@ -121,12 +122,14 @@ def _player_page(stream_prefix: str, title: str, root: Path, has_hlsjs: bool) ->
             poster = f"/media/{prefix + '/' if prefix else ''}{jpeg}"
     base = f"/media/{stream_prefix + '/' if stream_prefix else ''}"
     page = TEMPLATE.read_text(encoding="utf-8")
+    boot = json.dumps(bootstrap(stream)).replace("</", "<\\/")
     return (
         page.replace("{{TITLE}}", html.escape(title))
         .replace("{{MASTER}}", html.escape(base + MASTER))
         .replace("{{MPD}}", html.escape(base + "manifest.mpd"))
         .replace("{{POSTER}}", html.escape(poster))
         .replace("{{HLSJS}}", "/player/hls.js/dist/hls.min.js" if has_hlsjs else "")
+        .replace("{{BOOTSTRAP}}", boot)
     )
 
 
