@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/ladder.py
 	$(PY) bench/images.py
 	$(PY) bench/origin.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache
