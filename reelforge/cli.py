@@ -17,6 +17,8 @@ import typer
 from rich.table import Table
 
 from reelforge import __version__
+from reelforge.cli_delivery import cdn_app, gc, image_url, sign_app
+from reelforge.cli_options import JsonOpt
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
 
@@ -29,8 +31,6 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
 def _version(value: bool) -> None:
@@ -172,6 +172,7 @@ def _publish_local(source: Path, output: Path, opts, versioned: bool, bars):
 def _publish_to_s3(source: Path, url: str, opts, versioned: bool, bars):
     """Publish into a local scratch folder, then upload (pointers last)."""
     import tempfile
+    from dataclasses import replace
 
     from reelforge.progress import NullProgress
     from reelforge.storage import download_file, parse_s3, upload_tree
@@ -184,19 +185,15 @@ def _publish_to_s3(source: Path, url: str, opts, versioned: bool, bars):
             download_file(where, "current.json", local / "current.json")
             report, state = _publish_local(source, local, opts, True, bars)
         else:
-            report, state = _publish_local(source, local / "out", replace_opts(opts), False, bars)
+            # the scratch folder is ours; S3 objects are replaced
+            report, state = _publish_local(source, local / "out", replace(opts, force=True),
+                                           False, bars)  # fmt: skip
             local = local / "out"
         files = sum(1 for p in local.rglob("*") if p.is_file())
         update = (bars or NullProgress()).stage("upload", files, "files")
         update(upload_tree(local, where))
     report.output = url
     return report, state
-
-
-def replace_opts(opts):
-    from dataclasses import replace
-
-    return replace(opts, force=True)  # the scratch folder is ours; S3 objects are replaced
 
 
 def _print_publish_summary(report) -> None:
@@ -347,205 +344,6 @@ def images(
                       *(f"{per[f] / 1024:.0f} KiB" for f in fmt_list),
                       f"{min(v['ssimulacra2'] for v in e['variants']):.1f}")  # fmt: skip
     out_console.print(table)
-
-
-@app.command("image-url")
-def image_url(
-    path: Annotated[str, typer.Argument(help="Source image path, relative to the served root.")],
-    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT; 0 leaves one free.")],
-    mode: Annotated[str, typer.Option("--mode", help="fit, fill or smart.")] = "fit",
-    base_url: Annotated[str, typer.Option("--base-url", help="Origin to prefix.")] = "",
-    as_json: JsonOpt = False,
-) -> None:
-    """A signed on-the-fly image URL (key from REELFORGE_IMAGE_KEY; never printed)."""
-    from reelforge import config
-    from reelforge.delivery.image_service import MODES, SIZE, image_path
-
-    if not SIZE.match(size):
-        raise InputError(f"--size must look like 640x0 or 400x400, not {size!r}")
-    if mode not in MODES:
-        raise InputError(f"--mode must be one of {', '.join(MODES)}")
-    key = config.load().image_key
-    if key is None:
-        raise InputError("REELFORGE_IMAGE_KEY is not set (the key that signs image URLs)")
-    width, height = (int(x) for x in size.split("x"))
-    url = base_url.rstrip("/") + image_path(width, height, mode, path, key)
-    print(json.dumps({"url": url}) if as_json else url)
-
-
-@app.command()
-def gc(
-    streams: Annotated[list[Path], typer.Argument(help="Stream folders (made with --versioned).")],
-    grace: Annotated[
-        float, typer.Option("--grace", help="Seconds a superseded version is kept.")
-    ] = 86400.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Remove stream versions nothing has pointed to for longer than --grace."""
-    from reelforge.delivery.versions import CURRENT, collect_garbage
-
-    if grace < 0:
-        raise InputError("--grace must be 0 or more seconds")
-    for s in streams:
-        if not (s / CURRENT).is_file():
-            raise InputError(f"is not a versioned stream folder (no {CURRENT})", path=s)
-    removed = {str(s): collect_garbage(s, grace, dry_run=dry_run) for s in streams}
-    if as_json:
-        print(json.dumps({"removed": removed, "dry_run": dry_run}, indent=2))
-        return
-    for stream, names in removed.items():
-        verb = "would remove" if dry_run else "removed"
-        out_console.print(f"{stream}: {verb} {len(names)} version(s) {' '.join(names)}".strip())
-
-
-sign_app = typer.Typer(help="Signed URLs: ReelForge playback tokens and CloudFront.",
-                       no_args_is_help=True)  # fmt: skip
-app.add_typer(sign_app, name="sign")
-
-
-@sign_app.command("playback")
-def sign_playback(
-    prefix: Annotated[str, typer.Argument(help="Stream path under the served root, e.g. talk.")],
-    expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds it stays valid.")] = 3600,
-    path: Annotated[str, typer.Option("--path", help="File to link to.")] = "master.m3u8",
-    base_url: Annotated[str, typer.Option("--base-url", help="Origin to prefix.")] = "",
-    as_json: JsonOpt = False,
-) -> None:
-    """A playback URL for one stream (key from REELFORGE_PLAYBACK_KEY; never printed)."""
-    import time
-
-    from reelforge import config
-    from reelforge.delivery.signing import make_token
-
-    key = config.load().playback_key
-    if key is None:
-        raise InputError("REELFORGE_PLAYBACK_KEY is not set (the key that signs playback URLs)")
-    if expires_in <= 0:
-        raise InputError("--expires-in must be positive")
-    prefix = prefix.strip("/")
-    expires = int(time.time()) + expires_in
-    url = f"{base_url.rstrip('/')}/p/{make_token(key, prefix, expires)}/{prefix}/{path}"
-    print(json.dumps({"url": url, "expires": expires}) if as_json else url)
-
-
-@sign_app.command("cloudfront")
-def sign_cloudfront(
-    url: Annotated[str, typer.Argument(help="The CloudFront URL to sign.")],
-    key_pair_id: Annotated[str, typer.Option("--key-pair-id", help="The public key's ID.")],
-    private_key: Annotated[Path, typer.Option("--private-key", help="RSA private key (PEM).")],
-    expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds it stays valid.")] = 3600,
-    starts_in: Annotated[
-        int | None, typer.Option("--starts-in", help="Seconds before it becomes valid.")
-    ] = None,
-    ip_range: Annotated[str | None, typer.Option("--ip", help="Viewer CIDR: 1.2.3.0/24.")] = None,
-    resource: Annotated[
-        str | None, typer.Option("--resource", help="Policy resource (wildcards), e.g. .../talk/*")
-    ] = None,
-    cookies: Annotated[bool, typer.Option("--cookies", help="Signed cookies instead.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """CloudFront signed URL or cookies (canned, or custom with --starts-in/--ip/--resource)."""
-    import time
-
-    from reelforge.delivery.cloudfront_signing import load_private_key, signed_cookies, signed_url
-
-    if expires_in <= 0:
-        raise InputError("--expires-in must be positive")
-    key = load_private_key(private_key)
-    now = time.time()
-    expires, starts = now + expires_in, (now + starts_in if starts_in is not None else None)
-    if cookies:
-        jar = signed_cookies(resource or url, key_pair_id, key, expires, starts=starts,
-                             ip_range=ip_range)  # fmt: skip
-        if as_json:
-            print(json.dumps({"cookies": jar, "expires": int(expires)}, indent=2))
-        else:
-            for name, value in jar.items():
-                print(f"{name}={value}")
-        return
-    signed = signed_url(url, key_pair_id, key, expires, starts=starts, ip_range=ip_range,
-                        resource=resource)  # fmt: skip
-    print(json.dumps({"url": signed, "expires": int(expires)}) if as_json else signed)
-
-
-cdn_app = typer.Typer(help="Edge cache configurations: nginx, CloudFront.", no_args_is_help=True)
-app.add_typer(cdn_app, name="cdn")
-
-
-@cdn_app.command("nginx")
-def cdn_nginx(
-    output: Annotated[Path, typer.Option("-o", "--output", help="nginx.conf to write.")],
-    origin: Annotated[str, typer.Option("--origin", help="host:port of reelforge serve.")],
-    listen: Annotated[str, typer.Option("--listen", help="Edge address.")] = "127.0.0.1:8080",
-    prefix: Annotated[
-        Path | None, typer.Option("--prefix", help="Folder for cache, logs, temp files.")
-    ] = None,
-    manifest_ttl: Annotated[
-        int, typer.Option("--manifest-ttl", help="Fallback manifest TTL (s).")
-    ] = 60,
-    user: Annotated[
-        str | None, typer.Option("--user", help="Account nginx workers run as.")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """An nginx edge cache config (cache lock, stale-while-revalidate, slices) for the origin."""
-    from reelforge.delivery.cdn import nginx_config
-    from reelforge.fsutil import write_text_atomic
-
-    prefix = (prefix or output.parent / "edge").absolute()
-    if manifest_ttl < 0:
-        raise InputError("--manifest-ttl must be 0 or more")
-    for sub in ("cache", "tmp"):
-        (prefix / sub).mkdir(parents=True, exist_ok=True)
-    text = nginx_config(origin=origin, listen=listen, prefix=str(prefix),
-                        manifest_ttl=manifest_ttl, user=user)  # fmt: skip
-    write_text_atomic(output, text)
-    if as_json:
-        print(json.dumps({"config": str(output.absolute()), "prefix": str(prefix)}))
-    else:
-        out_console.print(f"Wrote {output}; run: nginx -p {prefix} -c {output.absolute()}")
-
-
-@cdn_app.command("cloudfront")
-def cdn_cloudfront(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the JSON files.")],
-    origin_domain: Annotated[str, typer.Option("--origin-domain", help="The origin's host.")],
-    shield_region: Annotated[
-        str, typer.Option("--shield-region", help="Origin Shield region.")
-    ] = "us-east-1",
-    manifest_ttl: Annotated[
-        int, typer.Option("--manifest-ttl", help="Default manifest TTL (s).")
-    ] = 60,
-    as_json: JsonOpt = False,
-) -> None:
-    """CloudFront cache policies and distribution config, checked against botocore's model."""
-    from reelforge.delivery.cdn import cloudfront_config, validate_cloudfront
-    from reelforge.errors import ReelforgeError
-    from reelforge.fsutil import write_text_atomic
-
-    config = cloudfront_config(origin_domain=origin_domain, shield_region=shield_region,
-                               manifest_ttl=manifest_ttl)  # fmt: skip
-    problems = validate_cloudfront(config)
-    if problems:
-        raise ReelforgeError("CloudFront config is invalid: " + "; ".join(problems))
-    output.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, policy in config["cache_policies"].items():
-        path = output / f"cache-policy-{name}.json"
-        write_text_atomic(path, json.dumps(policy, indent=2))
-        written.append(str(path))
-    path = output / "distribution-config.json"
-    write_text_atomic(path, json.dumps(config["distribution"], indent=2))
-    written.append(str(path))
-    if as_json:
-        print(json.dumps({"files": written, "valid": True}, indent=2))
-        return
-    for w in written:
-        out_console.print(f"Wrote {w}")
-    out_console.print("Create the cache policies (aws cloudfront create-cache-policy "
-                      "--cache-policy-config file://...), then put their IDs in place of "
-                      "{{cache-policy:NAME}} and create the distribution.")  # fmt: skip
 
 
 @app.command()
@@ -817,6 +615,12 @@ def sync_check(
         f"confidence {reading.confidence:.2f}, {state}",
         highlight=False,
     )
+
+
+app.command("image-url")(image_url)
+app.command()(gc)
+app.add_typer(sign_app, name="sign")
+app.add_typer(cdn_app, name="cdn")
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -95,6 +95,15 @@ class Server:
         return out
 
 
+def raw_status(port: int, request: bytes) -> int:
+    """Send ``request`` byte for byte (no client normalisation); the status, or 0 when the
+    server closed the connection without answering."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        head = sock.recv(64).decode("latin-1")
+    return int(head.split()[1]) if head.startswith("HTTP/") else 0
+
+
 def publish_json(src: Path, out: Path, *extra: str) -> dict:
     result = run_cli("publish", src, "-o", out, "--preset", "fast", "--json", *extra)
     assert result.returncode == 0, result.stderr

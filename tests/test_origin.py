@@ -7,14 +7,13 @@ import base64
 import gzip
 import json
 import shutil
-import socket
 import subprocess
 import time
 
 import brotli
 import httpx
 import pytest
-from conftest import CLI, TEST_LADDER, Server, media, run_cli
+from conftest import CLI, TEST_LADDER, Server, media, raw_status, run_cli
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -129,13 +128,6 @@ def test_byte_ranges(site):
     assert httpx.get(url, headers={"Range": "bytes=abc"}).status_code == 400
 
 
-def _raw(server, request: bytes) -> int:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(request)
-        head = sock.recv(64).decode("latin-1")
-    return int(head.split()[1]) if head.startswith("HTTP/") else 0
-
-
 def test_unsafe_requests_are_4xx_and_leak_nothing(site):
     server, _ = site
     for path in ("/media/../../etc/passwd", "/media/talk/../../etc/passwd",
@@ -143,14 +135,13 @@ def test_unsafe_requests_are_4xx_and_leak_nothing(site):
                  "/media//etc/passwd", "/media/talk/escape.m3u8", "/media/talk/%00.m3u8",
                  "/media/secret/.private", "/p/nonsense/talk/master.m3u8",
                  "/p/" + "A" * 2000 + ".x/talk/master.m3u8"):  # fmt: skip
-        status = _raw(
-            server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-        )
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        status = raw_status(server.port, request.encode())
         assert 400 <= status < 500, (path, status)
     huge = (
         b"GET /media/talk/master.m3u8 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
     )
-    status = _raw(server, huge)
+    status = raw_status(server.port, huge)
     assert status == 0 or 400 <= status < 500  # refused or connection closed, never a 5xx
     assert httpx.get(f"{server.base}/media/talk/master.m3u8").status_code == 200  # still up
 

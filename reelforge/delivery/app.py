@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from reelforge import config
-from reelforge.delivery.cache import cache_control, register_mime_types
+from reelforge.delivery.cache import cache_control, range_refused, register_mime_types
 from reelforge.delivery.compress import choose_encoding, compressed_response, is_compressible
 from reelforge.delivery.image_service import ImageService
 from reelforge.delivery.signing import TokenError, check_token
@@ -35,7 +35,6 @@ from reelforge.delivery.startup import bootstrap
 TEMPLATE = Path(__file__).with_name("templates") / "player.html"
 MASTER = "master.m3u8"
 PRIVATE_MARKER = ".private"
-MAX_RANGE_HEADER = 100
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PATH = 4096
 
@@ -71,8 +70,7 @@ class MediaFiles(StaticFiles):
     def file_response(self, full_path, stat_result, scope: Scope) -> Response:
         headers = Headers(scope=scope)
         wanted = headers.get("range")
-        if wanted is not None and (len(wanted) > MAX_RANGE_HEADER or "," in wanted):
-            # one range per request: many small ranges are a way to make a server work hard
+        if wanted is not None and range_refused(wanted):
             unsatisfiable = {"Content-Range": f"bytes */{stat_result.st_size}"}
             return Response(status_code=416, headers=unsatisfiable)
         encoding = choose_encoding(headers.get("accept-encoding", ""))

@@ -1,6 +1,7 @@
 """Cache-Control by asset class, and MIME types for streaming files.
 
-Contract: :func:`cache_control` maps a served path to its header value: files whose names
+Contract: :func:`range_refused` says which Range headers the origin refuses outright;
+:func:`cache_control` maps a served path to its header value: files whose names
 carry a content hash never change and are cached for a year as ``immutable``; manifests are
 short-lived with ``stale-while-revalidate``; anything else gets a short default.
 """
@@ -31,6 +32,15 @@ def register_mime_types() -> None:
     """Teach :mod:`mimetypes` the streaming types (idempotent)."""
     for suffix, mime in MIME_TYPES.items():
         mimetypes.add_type(mime, suffix)
+
+
+MAX_RANGE_HEADER = 100
+
+
+def range_refused(value: str) -> bool:
+    """Whether a Range header gets 416 before any work: one range per request (many
+    small ranges are a way to make a server work hard), and no oversized headers."""
+    return len(value) > MAX_RANGE_HEADER or "," in value
 
 
 def cache_control(path: str, manifest_max_age: int = 60) -> str:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from reelforge.delivery.cache import cache_control
+from reelforge.delivery.cache import cache_control, range_refused
 from reelforge.storage import S3Location, client
 
 PRESIGN_SECONDS = 300
@@ -51,7 +51,7 @@ class S3Media:
         params = {"Bucket": self.where.bucket, "Key": key}
         wanted = request.headers.get("range")
         if wanted:
-            if len(wanted) > 100 or "," in wanted or not wanted.startswith("bytes="):
+            if range_refused(wanted) or not wanted.startswith("bytes="):
                 raise HTTPException(416 if wanted.startswith("bytes=") else 400)
             params["Range"] = wanted
         if etag := request.headers.get("if-none-match"):
