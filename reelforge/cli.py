@@ -94,6 +94,15 @@ def publish(
     segment_duration: Annotated[
         float, typer.Option("--segment-duration", help="Target segment length in seconds.")
     ] = 4.0,
+    start_segments: Annotated[
+        str | None,
+        typer.Option(
+            "--start-segments",
+            help="Durations of the first segments in seconds, e.g. 1,1,2: short ones start "
+            "playback sooner. Default: 1 s for the first 2 s, then back to the grid; none: "
+            "the grid from the start.",
+        ),
+    ] = None,
     preset: Annotated[
         str, typer.Option("--preset", help="Encoder speed: fast, balanced or best.")
     ] = "balanced",
@@ -119,6 +128,7 @@ def publish(
     """Publish a video as an adaptive CMAF stream (HLS + DASH) with poster and fallback."""
     from reelforge.video import ladder as ladder_mod
     from reelforge.video.publish import PublishOptions
+    from reelforge.video.timeline import parse_opening
 
     per_title = ladder is not None and str(ladder) == "per-title" and not ladder.exists()
     rungs = ladder_mod.load_ladder_file(ladder) if ladder and not per_title else None
@@ -129,6 +139,7 @@ def publish(
         codecs=tuple(c.strip() for c in codecs.split(",")),
         ladder_name="per-title" if per_title else str(ladder) if ladder else "apple-hls-h264",
         segment_duration=segment_duration,
+        start_segments=None if start_segments is None else parse_opening(start_segments),
         preset=preset,
         audio_bitrate_kbps=audio_bitrate,
         quality=quality,

@@ -18,6 +18,7 @@ class Config:
     serve_root: Path | str | None  # a folder, or s3://BUCKET/PREFIX
     player_assets: Path | None
     manifest_max_age: int
+    player_url: str = "/player/"  # where pages load the player scripts (REELFORGE_PLAYER_URL)
     image_key: bytes | None = None  # HMAC key for /img URLs (REELFORGE_IMAGE_KEY)
     image_unsigned: bool = False  # accept /img/unsafe/... (REELFORGE_IMAGE_UNSIGNED=1)
     image_cache: Path | None = None  # where /img results are kept (default: under the root)
@@ -42,6 +43,7 @@ def load() -> Config:
         serve_root=(root if root.startswith("s3://") else Path(root)) if root else None,
         player_assets=_find_player_assets(),
         manifest_max_age=int(os.environ.get("REELFORGE_MANIFEST_MAX_AGE", "60")),
+        player_url=os.environ.get("REELFORGE_PLAYER_URL", "/player/").rstrip("/") + "/",
         image_key=os.environ.get("REELFORGE_IMAGE_KEY", "").encode() or None,
         image_unsigned=os.environ.get("REELFORGE_IMAGE_UNSIGNED", "") in ("1", "true", "yes"),
         image_cache=Path(cache) if (cache := os.environ.get("REELFORGE_IMAGE_CACHE")) else None,

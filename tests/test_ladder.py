@@ -9,10 +9,10 @@ from reelforge.video.ladder import (
     APPLE_H264_LADDER,
     Rung,
     fit,
-    keyframe_interval,
     load_ladder_file,
     plan,
 )
+from reelforge.video.timeline import keyframe_interval
 
 
 def sizes(renditions):

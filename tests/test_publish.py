@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import itertools
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +22,31 @@ from streams import (
 )
 
 KEY_INTERVAL = 2.0
+OPENING = {4.0: [1.0, 1.0, 2.0], 2.0: [1.0, 1.0]}  # the default short first segments
+
+
+def segment_starts(segment_duration: float, until: float) -> list[float]:
+    """Where segments should start: the opening's short ones, then the regular grid."""
+    starts, t = [], 0.0
+    for d in OPENING[segment_duration]:
+        starts.append(t)
+        t += d
+    while t < until:
+        starts.append(t)
+        t += segment_duration
+    return starts
+
+
+def keyframe_grid(segment_duration: float, until: float) -> list[float]:
+    """Keyframes: every opening segment's start, then every KEY_INTERVAL."""
+    times, t = [], 0.0
+    for d in OPENING[segment_duration]:
+        times.append(t)
+        t += d
+    while t < until - 1e-6:
+        times.append(t)
+        t += KEY_INTERVAL
+    return times
 
 
 def variants(out: Path) -> m3u8.M3U8:
@@ -122,29 +147,49 @@ def test_idr_times_are_identical_across_renditions_and_on_the_grid(talk, scenes,
             times.append(keyframe_times(joined(pl, tmp_path / f"k{n}.mp4")))
         assert all(t == times[0] for t in times), times
         duration = report["source"]["duration"]
-        expected = math.ceil(duration / KEY_INTERVAL - 1e-6)
-        assert len(times[0]) == expected
+        expected = keyframe_grid(report["settings"]["segment_duration"], duration)
+        assert report["settings"]["start_segments"] == OPENING[
+            report["settings"]["segment_duration"]]  # fmt: skip
+        assert len(times[0]) == len(expected), (times[0], expected)
         frame = 1 / report["source"]["video"][0]["frame_rate"]
         # ffmpeg's reader delays presentation by the reorder depth; count from the first frame.
-        for k, t in enumerate(t - times[0][0] for t in times[0]):
-            # The first frame at or after each multiple of the interval.
-            assert -0.001 <= t - k * KEY_INTERVAL < frame + 0.001, (k, t)
+        for want, t in zip(expected, (t - times[0][0] for t in times[0]), strict=True):
+            # The first frame at or after each grid time.
+            assert -0.001 <= t - want < frame + 0.001, (want, t)
 
 
-def test_segments_keep_to_the_target_duration(talk, scenes):
-    for (out, _), target in ((talk, 4.0), (scenes, 2.0)):
+def test_segments_keep_to_the_opening_and_the_target_duration(talk, scenes):
+    for out, report in (talk, scenes):
+        target = report["settings"]["segment_duration"]
+        starts = segment_starts(target, report["source"]["duration"] - 0.5)
+        wanted = [b - a for a, b in itertools.pairwise(starts)]
         for p in variants(out).playlists:
             pl = read_media_playlist(out / p.uri)
             durations = [d for _, d in pl.segments]
+            assert len(durations) == len(starts), (durations, starts)
             assert max(durations) <= target + 0.5
-            assert all(abs(d - target) < 0.05 for d in durations[:-1])
+            # every segment but the last lasts what the timeline says (within a frame)
+            assert all(abs(d - w) < 0.05 for d, w in zip(durations, wanted, strict=False)), (
+                durations, wanted)  # fmt: skip
 
 
 def _measured(out: Path, uri: str) -> tuple[float, float]:
+    """(peak, average) bit rate; the peak as RFC 8216 defines it: the highest rate of any
+    run of consecutive segments lasting 0.5 to 1.5 target durations."""
     pl = read_media_playlist(out / uri)
-    rates = [seg.stat().st_size * 8 / d for seg, d in pl.segments]
-    total = sum(seg.stat().st_size for seg, _ in pl.segments) * 8 / pl.duration
-    return max(rates), total
+    target = m3u8.load(str(out / uri)).target_duration
+    sizes = [seg.stat().st_size * 8 for seg, _ in pl.segments]
+    durations = [d for _, d in pl.segments]
+    peak = 0.0
+    for i in range(len(sizes)):
+        for j in range(i + 1, len(sizes) + 1):
+            span = sum(durations[i:j])
+            if span > 1.5 * target and j > i + 1:
+                break
+            if span >= 0.5 * target:
+                peak = max(peak, sum(sizes[i:j]) / span)
+    total = sum(sizes) / pl.duration
+    return peak, total
 
 
 def test_bandwidth_attributes_match_measured_segments(talk, scenes):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import subprocess
 
 import httpx
 import pytest
+from PIL import Image
 from conftest import ROOT, Server
 
 from reelforge.media import ffmpeg
@@ -27,15 +30,40 @@ def test_serve_prints_the_url(talk):
 
 
 def test_player_page_references_the_stream_and_poster(origin):
-    server, _, report = origin
+    server, out, report = origin
     r = httpx.get(server.base + "/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert "/media/master.m3u8" in r.text
-    assert report["files"]["poster"]["jpeg"] in r.text
+    assert "/media/master.m3u8" in r.text and "/media/manifest.mpd" in r.text
+    # the poster's small preview is inlined, byte for byte, so it shows before any request
+    poster = re.search(r'poster="data:image/webp;base64,([^"]+)"', r.text)
+    preview = out / report["files"]["poster_preview"]
+    assert poster and base64.b64decode(poster.group(1)) == preview.read_bytes()
+    with Image.open(preview) as img:
+        assert img.format == "WEBP" and img.width == 320 and img.height == 180
+    assert preview.stat().st_size < 8000
     if (ROOT / "node_modules" / "hls.js").is_dir():
         assert "hls.min.js" in r.text
-        js = httpx.get(server.base + "/player/hls.js/dist/hls.min.js")
-        assert js.status_code == 200 and len(js.content) > 100_000
+        js = httpx.get(server.base + "/player/hls.js/dist/hls.min.js",
+                       headers={"Accept-Encoding": "br"})  # fmt: skip
+        assert js.status_code == 200 and js.headers["content-encoding"] == "br"
+        assert len(js.content) > 100_000  # httpx decodes it
+        assert "max-age=86400" in js.headers["cache-control"]
+    if (ROOT / "node_modules" / "dashjs").is_dir():
+        dash = httpx.get(server.base + "/?format=dash")
+        assert "dash.all.min.js" in dash.text and "hls.min.js" not in dash.text
+
+
+def test_player_page_is_compressed_and_revalidated(origin):
+    server, _, _ = origin
+    plain = httpx.get(server.base + "/", headers={"Accept-Encoding": "identity"})
+    br = httpx.get(server.base + "/", headers={"Accept-Encoding": "br"})
+    assert br.headers["content-encoding"] == "br" and "content-encoding" not in plain.headers
+    assert br.text == plain.text  # the same page, decoded by httpx
+    assert int(br.headers["content-length"]) < 0.85 * len(plain.content)
+    assert "Accept-Encoding" in br.headers["vary"] and "max-age=60" in br.headers["cache-control"]
+    again = httpx.get(server.base + "/", headers={"Accept-Encoding": "br",
+                                                  "If-None-Match": br.headers["etag"]})  # fmt: skip
+    assert again.status_code == 304 and not again.content
 
 
 def test_mime_types_and_cache_headers(origin):

@@ -11,7 +11,6 @@ root are never served.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path, PurePosixPath
 
 from starlette.applications import Starlette
@@ -29,10 +28,9 @@ from reelforge import config
 from reelforge.delivery.cache import cache_control, range_refused, register_mime_types
 from reelforge.delivery.compress import choose_encoding, compressed_response, is_compressible
 from reelforge.delivery.image_service import ImageService
+from reelforge.delivery.player import PlayerPages
 from reelforge.delivery.signing import TokenError, check_token
-from reelforge.delivery.startup import bootstrap
 
-TEMPLATE = Path(__file__).with_name("templates") / "player.html"
 MASTER = "master.m3u8"
 PRIVATE_MARKER = ".private"
 MAX_HEADER_BYTES = 16 * 1024
@@ -82,6 +80,29 @@ class MediaFiles(StaticFiles):
         return response
 
 
+class PlayerAssets(StaticFiles):
+    """The players' scripts as set-up installed them: compressed, cached for a day (their
+    URLs carry no version) and revalidated in the background for a week after."""
+
+    PLAYER_CACHE = "public, max-age=86400, stale-while-revalidate=604800"
+
+    def __init__(self, *, directory: Path) -> None:
+        super().__init__(directory=directory, follow_symlink=False)
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code in (200, 206, 304):
+            response.headers["Cache-Control"] = self.PLAYER_CACHE
+        return response
+
+    def file_response(self, full_path, stat_result, scope: Scope) -> Response:
+        headers = Headers(scope=scope)
+        encoding = choose_encoding(headers.get("accept-encoding", ""))
+        if headers.get("range") is None and encoding and is_compressible(full_path):
+            return compressed_response(Path(full_path), stat_result, encoding, headers)
+        return super().file_response(full_path, stat_result, scope)
+
+
 class RequestLimits:
     """ASGI middleware: absurd requests are refused before any work (431 for headers over
     ``MAX_HEADER_BYTES`` in all, 414 for a path over ``MAX_PATH``), whatever the server
@@ -105,32 +126,6 @@ def _streams(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{MASTER}"))
 
 
-def _player_page(stream_prefix: str, title: str, root: Path, has_hlsjs: bool) -> str:
-    stream = root / stream_prefix if stream_prefix else root
-    version = ""
-    if (stream / "current.json").is_file():  # a versioned stream: files of the current version
-        version = json.loads((stream / "current.json").read_text()).get("version") or ""
-    report_path = stream / version / "report.json"
-    poster = ""
-    if report_path.is_file():
-        files = json.loads(report_path.read_text()).get("files", {})
-        jpeg = files.get("poster", {}).get("jpeg")
-        if jpeg:
-            prefix = "/".join(p for p in (stream_prefix, version) if p)
-            poster = f"/media/{prefix + '/' if prefix else ''}{jpeg}"
-    base = f"/media/{stream_prefix + '/' if stream_prefix else ''}"
-    page = TEMPLATE.read_text(encoding="utf-8")
-    boot = json.dumps(bootstrap(stream)).replace("</", "<\\/")
-    return (
-        page.replace("{{TITLE}}", html.escape(title))
-        .replace("{{MASTER}}", html.escape(base + MASTER))
-        .replace("{{MPD}}", html.escape(base + "manifest.mpd"))
-        .replace("{{POSTER}}", html.escape(poster))
-        .replace("{{HLSJS}}", "/player/hls.js/dist/hls.min.js" if has_hlsjs else "")
-        .replace("{{BOOTSTRAP}}", boot)
-    )
-
-
 def create_app(root: str | Path | None = None) -> Starlette:
     """Build the origin for the folder or ``s3://`` location ``root`` (default:
     ``REELFORGE_SERVE_ROOT``)."""
@@ -143,11 +138,11 @@ def create_app(root: str | Path | None = None) -> Starlette:
     if root is None or not root.is_dir():
         raise ValueError(f"serve root is not a folder: {root}")
     root = root.resolve()
-    has_hlsjs = cfg.player_assets is not None
+    pages = PlayerPages(root, cfg.player_assets, cfg.manifest_max_age, cfg.player_url)
 
     async def index(request: Request) -> Response:
         if (root / MASTER).is_file():
-            return HTMLResponse(_player_page("", root.name, root, has_hlsjs))
+            return pages.response(request, "", root.name)
         items = "".join(
             f'<li><a href="/watch/{html.escape(n)}">{html.escape(n)}</a></li>'
             for n in _streams(root)
@@ -160,7 +155,7 @@ def create_app(root: str | Path | None = None) -> Starlette:
         name = request.path_params["name"]
         if name not in _streams(root):
             raise HTTPException(404, "no such stream")
-        return HTMLResponse(_player_page(name, name, root, has_hlsjs))
+        return pages.response(request, name, name)
 
     images = ImageService(root, cfg.image_cache or root / ".cache" / "images",
                           cfg.image_key, cfg.image_unsigned)  # fmt: skip
@@ -188,7 +183,7 @@ def create_app(root: str | Path | None = None) -> Starlette:
         Mount("/media", media),
     ]
     if cfg.player_assets is not None:
-        routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))
+        routes.append(Mount("/player", PlayerAssets(directory=cfg.player_assets)))
     return Starlette(routes=routes, middleware=_middleware())
 
 
@@ -212,16 +207,18 @@ def _s3_app(url: str, cfg: config.Config) -> Starlette:
 
     media = S3Media(parse_s3(url), manifest_max_age=cfg.manifest_max_age, mode=cfg.s3_mode)
 
+    pages = PlayerPages(Path("/nonexistent"), cfg.player_assets, cfg.manifest_max_age,
+                        cfg.player_url)  # fmt: skip
+
     async def index(request: Request) -> Response:
-        page = _player_page("", url, Path("/nonexistent"), cfg.player_assets is not None)
-        return HTMLResponse(page)
+        return pages.response(request, "", url)
 
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/media/{path:path}", media.handle, methods=["GET", "HEAD"]),
     ]
     if cfg.player_assets is not None:
-        routes.append(Mount("/player", StaticFiles(directory=cfg.player_assets)))
+        routes.append(Mount("/player", PlayerAssets(directory=cfg.player_assets)))
     return Starlette(routes=routes, middleware=_middleware())
 
 

@@ -1,8 +1,9 @@
 """Compressed playlists, MPDs and subtitles, made once per file version.
 
 Contract: :func:`is_compressible` says whether a served file is text worth compressing
-(HLS playlists, DASH MPDs, WebVTT, JSON); :func:`choose_encoding` picks ``br`` or ``gzip``
-from an ``Accept-Encoding`` header (q-values honoured, ``br`` preferred);
+(HLS playlists, DASH MPDs, WebVTT, JSON, the players' JavaScript);
+:func:`choose_encoding` picks ``br`` or ``gzip`` from an ``Accept-Encoding`` header
+(q-values honoured, ``br`` preferred); :func:`compress_bytes` compresses bytes in memory;
 :func:`compressed_response` answers with the compressed body (kept in a small in-memory
 cache keyed by path, size and modification time), ``Content-Encoding``, ``Vary:
 Accept-Encoding`` and an ETag of its own, or 304 when ``If-None-Match`` matches it.
@@ -23,7 +24,7 @@ import brotli
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-COMPRESSIBLE = (".m3u8", ".mpd", ".vtt", ".json")
+COMPRESSIBLE = (".m3u8", ".mpd", ".vtt", ".json", ".js")
 MAX_COMPRESS = 8 * 1024 * 1024  # bigger text files go out as they are
 
 
@@ -49,12 +50,16 @@ def choose_encoding(accept: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=512)
-def _compress(path: str, size: int, mtime_ns: int, encoding: str) -> bytes:
-    data = Path(path).read_bytes()
+def compress_bytes(data: bytes, encoding: str) -> bytes:
+    """``data`` compressed as ``br`` (quality 9, text mode) or ``gzip`` (level 9)."""
     if encoding == "br":
         return brotli.compress(data, quality=9, mode=brotli.MODE_TEXT)
     return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+@functools.lru_cache(maxsize=512)
+def _compress(path: str, size: int, mtime_ns: int, encoding: str) -> bytes:
+    return compress_bytes(Path(path).read_bytes(), encoding)
 
 
 def compressed_response(path: Path, stat: os.stat_result, encoding: str,

@@ -2,7 +2,7 @@
 
 Contract: :func:`serve` blocks serving ``root`` on ``host:port`` with granian (default: it
 sends files itself through the ASGI pathsend extension) or uvicorn, in ``workers``
-processes.
+processes. On SIGTERM the server stops within ``STOP_GRACE_S`` seconds (granian).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 SERVERS = ("granian", "uvicorn")
+STOP_GRACE_S = 5  # on SIGTERM, workers still busy after this long are killed
 APP_FACTORY = "reelforge.delivery.app:app_from_env"
 
 
@@ -30,6 +31,8 @@ def serve(root: str | Path, *, host: str, port: int, server: str = "granian",
             interface=Interfaces.ASGI,
             factory=True,
             workers=workers,
+            # idle keep-alive connections (players, CDN edges) must not hold a stop forever
+            workers_kill_timeout=STOP_GRACE_S,
             log_level="warning",
         ).serve()
     elif server == "uvicorn":

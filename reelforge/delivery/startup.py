@@ -1,13 +1,15 @@
-"""What the player page inlines so playback starts with fewer round trips.
+"""What the player page inlines so playback starts without a walk of round trips.
 
 Contract: :func:`bootstrap` reads a stream folder's ``master.m3u8`` and returns
-``{"startLevel": i, "files": {relative URI: {"text": ...} | {"b64": ...}}}``: the master
-playlist, the media playlist of the lowest-bandwidth H.264 rung (where the player starts,
-``startLevel`` its index among the variants) and of the default audio rendition, and
-their init segments, with URIs relative to the master. A player that takes these from
-the page makes its first request for a media segment instead of walking master, media
-playlist and init segment one round trip at a time. Anything unreadable, or over
-``MAX_INLINE`` bytes in all, is left to the network (an empty or partial result).
+``{"startUri": uri, "files": {relative URI: {"text": ...} | {"b64": ...}}}``: the master
+playlist, the media playlist of the lowest-bandwidth H.264 rung (where the player starts;
+``startUri`` names it as the master does) and of the default audio rendition, their init
+segments and, when together they fit in ``media_budget`` bytes, the first media segment
+of each. URIs are relative to the master.
+A player that takes these from the page shows its first frame without a single network
+request of its own; the page pays for the bytes, once, on a connection already open.
+Anything unreadable, or past ``MAX_INLINE`` bytes in all, is left to the network (an
+empty or partial result). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import base64
 import re
 from pathlib import Path, PurePosixPath
 
-MAX_INLINE = 256 * 1024
+MAX_INLINE = 384 * 1024  # base64 and text, in all
+MEDIA_BUDGET = 96 * 1024  # the first video and audio segments together, raw bytes
 ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
 
@@ -25,6 +28,8 @@ def _attrs(line: str) -> dict[str, str]:
 
 
 def _resolve(base: str, uri: str) -> str | None:
+    """``uri`` relative to the file ``base`` (both relative to the stream folder), or None
+    for absolute URIs and paths that climb out of the folder."""
     if "://" in uri or uri.startswith("/"):
         return None
     parts: list[str] = []
@@ -38,24 +43,62 @@ def _resolve(base: str, uri: str) -> str | None:
     return "/".join(parts)
 
 
-def bootstrap(stream: Path) -> dict:
-    master_path = stream / "master.m3u8"
-    try:
-        master = master_path.read_text(encoding="utf-8")
-    except OSError:
+class _Inline:
+    """The files collected so far, keyed by URI relative to the master, within a budget."""
+
+    def __init__(self, stream: Path) -> None:
+        self.stream = stream
+        self.files: dict[str, dict] = {}
+        self.total = 0
+
+    def read(self, rel: str | None, binary: bool) -> bytes | str | None:
+        if rel is None:
+            return None
+        try:
+            path = self.stream / rel
+            return path.read_bytes() if binary else path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def add(self, key: str, data: bytes | str) -> bool:
+        cost = len(data) if isinstance(data, str) else (len(data) + 2) // 3 * 4
+        if self.total + cost > MAX_INLINE:
+            return False
+        self.files[key] = ({"text": data} if isinstance(data, str)
+                           else {"b64": base64.b64encode(data).decode("ascii")})  # fmt: skip
+        self.total += cost
+        return True
+
+
+def _playlist_parts(text: str) -> tuple[str | None, str | None]:
+    """The init segment URI and the first media segment URI of a media playlist."""
+    init = first = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXT-X-MAP:"):
+            init = _attrs(line).get("URI")
+        elif line and not line.startswith("#"):
+            first = line
+            break
+    return init, first
+
+
+def bootstrap(stream: Path, media_budget: int = MEDIA_BUDGET) -> dict:
+    inline = _Inline(stream)
+    master = inline.read("master.m3u8", binary=False)
+    if not isinstance(master, str) or not inline.add("master.m3u8", master):
         return {}
-    files: dict[str, dict] = {"master.m3u8": {"text": master}}
     lines = master.splitlines()
-    variants = []  # (bandwidth, index, uri, codecs)
+    variants = []  # (bandwidth, uri, codecs)
     for i, line in enumerate(lines):
         if line.startswith("#EXT-X-STREAM-INF:") and i + 1 < len(lines):
             a = _attrs(line)
-            variants.append((int(a.get("BANDWIDTH", "0")), len(variants), lines[i + 1].strip(),
+            variants.append((int(a.get("BANDWIDTH", "0")), lines[i + 1].strip(),
                              a.get("CODECS", "")))  # fmt: skip
-    avc = [v for v in variants if "avc1" in v[3]] or variants
+    avc = [v for v in variants if "avc1" in v[2]] or variants
     if not avc:
-        return {"files": files}
-    _, start_level, start_uri, _ = min(avc)
+        return {"files": inline.files}
+    start_uri = min(avc)[1]
     wanted = [start_uri]
     for line in lines:
         if line.startswith("#EXT-X-MEDIA:") and "TYPE=AUDIO" in line:
@@ -63,27 +106,23 @@ def bootstrap(stream: Path) -> dict:
             if a.get("DEFAULT") == "YES" and a.get("URI"):
                 wanted.append(a["URI"])
                 break
-    total = len(master)
+    firsts: list[tuple[str, str | None]] = []  # (key, path) of each first media segment
     for uri in wanted:
         rel = _resolve("master.m3u8", uri)
-        try:
-            text = (stream / rel).read_text(encoding="utf-8") if rel else None
-        except OSError:
-            text = None
-        if text is None or total + len(text) > MAX_INLINE:
+        text = inline.read(rel, binary=False)
+        if not isinstance(text, str) or not inline.add(uri, text):
             continue
-        files[uri] = {"text": text}
-        total += len(text)
-        for line in text.splitlines():
-            if line.startswith("#EXT-X-MAP:"):
-                init_uri = _attrs(line).get("URI", "")
-                init_rel = _resolve(rel, init_uri)
-                try:
-                    data = (stream / init_rel).read_bytes() if init_rel else None
-                except OSError:
-                    data = None
-                if data is not None and total + len(data) * 4 // 3 <= MAX_INLINE:
-                    key = str(PurePosixPath(uri).parent / init_uri)
-                    files[key] = {"b64": base64.b64encode(data).decode("ascii")}
-                    total += len(data) * 4 // 3
-    return {"startLevel": start_level, "files": files}
+        init_uri, first_uri = _playlist_parts(text)
+        folder = PurePosixPath(uri).parent
+        if init_uri:
+            data = inline.read(_resolve(rel, init_uri), binary=True)
+            if isinstance(data, bytes):
+                inline.add(str(folder / init_uri), data)
+        if first_uri:
+            firsts.append((str(folder / first_uri), _resolve(rel, first_uri)))
+    media = [(key, inline.read(rel, binary=True)) for key, rel in firsts]
+    complete = all(isinstance(d, bytes) for _, d in media)  # both first segments, or none
+    if media and complete and sum(len(d) for _, d in media) <= media_budget:
+        for key, data in media:
+            inline.add(key, data)
+    return {"startUri": start_uri, "files": inline.files}

@@ -4,9 +4,10 @@ Contract: :data:`CODECS` names every codec (``h264``, ``hevc``, ``vp9``, ``av1``
 :func:`parse_codecs` turns ``"h264,av1"`` into specs, refusing unknown names and codecs whose
 encoder this ffmpeg build lacks (one-line :class:`~reelforge.errors.InputError`).
 :meth:`CodecSpec.args` gives one rendition's encoder arguments: target bitrate with a VBV
-cap (1.5x, 1.5 s) where the encoder supports one, a fixed GOP of ``keyframe_interval``
-seconds with no scene-cut keyframes and closed GOPs, so every codec's keyframes fall on the
-same grid (the input is constant frame rate), and the colour tags of the output.
+cap (1.5x, 1.5 s) where the encoder supports one, a fixed GOP of the timeline's keyframe
+interval with no scene-cut keyframes, closed GOPs and the timeline's keyframes forced, so
+every codec's keyframes fall at the same times (the input is constant frame rate), and the
+colour tags of the output.
 
 Presets (``--preset``):
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from reelforge.errors import InputError
 from reelforge.media import ffmpeg
 from reelforge.video.ladder import Rendition
+from reelforge.video.timeline import Timeline
 
 PRESETS = ("fast", "balanced", "best")
 
@@ -62,14 +64,14 @@ class CodecSpec:
     presets: dict[str, str]
     keeps_ten_bit: bool  # a 10-bit or HDR source stays 10-bit in this codec
 
-    def args(self, r: Rendition, keyframe_interval: float, preset: str,
+    def args(self, r: Rendition, timeline: Timeline, preset: str,
              colour: Colour = SDR) -> list[str]:  # fmt: skip
-        gop = max(1, round(keyframe_interval * r.fps))
+        gop = max(1, round(timeline.keyframe_interval * r.fps))
         tags = ["-colorspace", colour.matrix, "-color_primaries", colour.primaries,
                 "-color_trc", colour.transfer, "-color_range", "tv"]  # fmt: skip
         rate = ["-b:v", f"{r.bitrate_kbps}k"]
         vbv = ["-maxrate", f"{r.maxrate_kbps}k", "-bufsize", f"{r.bufsize_kbits}k"]
-        forced = ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_interval:.6f})"]
+        forced = ["-force_key_frames", timeline.keyframe_expression()]
         p = self.presets[preset]
         if self.name == "h264":
             if r.crf is not None:  # capped CRF: quality from the analysis, VBV as the cap
@@ -98,9 +100,10 @@ class CodecSpec:
                     "-g", str(gop), "-keyint_min", str(gop), *forced,
                     "-profile:v", "2" if colour.ten_bit else "0", *tags]  # fmt: skip
         if self.name == "av1":
-            # SVT-AV1: VBR at the target; fixed GOP on the grid, closed (key frames).
+            # SVT-AV1: VBR at the target; fixed GOP on the grid, closed (key frames); the
+            # opening's extra keyframes forced (SVT-AV1 4.x honours forced key frames).
             params = f"keyint={gop}:scd=0:irefresh-type=2:rc=1"
-            return ["-c:v", "libsvtav1", "-preset", p, *rate, "-g", str(gop),
+            return ["-c:v", "libsvtav1", "-preset", p, *rate, "-g", str(gop), *forced,
                     "-svtav1-params", params, *tags]  # fmt: skip
         raise ValueError(self.name)
 

@@ -2,11 +2,11 @@
 
 Contract: :func:`encode_ladder` writes one single-track fragmented MP4 per output
 (``<rendition name>.mp4``) and one for audio (``audio.mp4``) into ``workdir``. Every video
-output, whatever its codec, has closed GOPs with a keyframe at the same timestamps
-(multiples of ``keyframe_interval``) and no scene-cut keyframes (see
+output, whatever its codec, has closed GOPs with keyframes at the same timestamps (those of
+the :class:`~reelforge.video.timeline.Timeline`) and no scene-cut keyframes (see
 :mod:`reelforge.video.codecs`). 8-bit outputs are BT.709 SDR (an HDR source tone-mapped);
 ``deep`` outputs keep a 10-bit or HDR source's depth and colour tags. Fragments start at
-each keyframe (video) or every ``keyframe_interval`` seconds (audio) so the packager can
+each keyframe (video) or every ``timeline.shortest`` seconds (audio) so the packager can
 group them into segments.
 """
 
@@ -20,6 +20,7 @@ from reelforge.media import ffmpeg
 from reelforge.media.probe import MediaInfo, VideoStreamInfo
 from reelforge.video.codecs import SDR, CodecSpec, Colour
 from reelforge.video.ladder import Rendition
+from reelforge.video.timeline import Timeline
 
 FRAGMENTED_MP4 = "+frag_keyframe+empty_moov+default_base_moof+cmaf+negative_cts_offsets"
 
@@ -153,7 +154,7 @@ def build_command(
     outputs: list[Output],
     workdir: Path,
     *,
-    keyframe_interval: float,
+    timeline: Timeline,
     preset: str,
     audio: AudioSettings | None,
 ) -> tuple[list[str], EncodeOutputs]:
@@ -170,7 +171,7 @@ def build_command(
             written[o.rendition.name] = out
             colour = deep_colour(video) if o.deep else SDR
             args += ["-map", f"[v{i}]",
-                     *o.codec.args(o.rendition, keyframe_interval, preset, colour)]  # fmt: skip
+                     *o.codec.args(o.rendition, timeline, preset, colour)]  # fmt: skip
             args += ["-an", "-movflags", FRAGMENTED_MP4, "-f", "mp4", str(out)]
     audio_out: Path | None = None
     if audio is not None and info.audio:
@@ -180,7 +181,7 @@ def build_command(
             "-c:a", "aac", "-b:a", f"{audio.bitrate_kbps}k",
             "-ac", str(audio.channels), "-ar", str(audio.sample_rate),
             "-af", "aresample=async=1:first_pts=0",
-            "-frag_duration", str(int(keyframe_interval * 1_000_000)),
+            "-frag_duration", str(int(timeline.shortest * 1_000_000)),
             "-movflags", "+empty_moov+default_base_moof+cmaf",
             "-f", "mp4", str(audio_out),
         ]  # fmt: skip
@@ -193,7 +194,7 @@ def encode_ladder(
     outputs: list[Output],
     workdir: Path,
     *,
-    keyframe_interval: float,
+    timeline: Timeline,
     preset: str = "balanced",
     audio: AudioSettings | None = AudioSettings(),
     on_progress: Callable[[float], None] | None = None,
@@ -204,7 +205,7 @@ def encode_ladder(
         info,
         outputs,
         workdir,
-        keyframe_interval=keyframe_interval,
+        timeline=timeline,
         preset=preset,
         audio=audio,
     )

@@ -11,14 +11,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from reelforge.video.package import Track
+from reelforge.video.package import Track, target_duration
 
 VERSION = 7
 AUDIO_GROUP = "audio"
-
-
-def _target_duration(durations: list[float]) -> int:
-    return max(1, max((round(d) for d in durations), default=1))
 
 
 def media_playlist(track: Track) -> str:
@@ -26,7 +22,7 @@ def media_playlist(track: Track) -> str:
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VERSION}",
-        f"#EXT-X-TARGETDURATION:{_target_duration([s.duration for s in track.segments])}",
+        f"#EXT-X-TARGETDURATION:{track.target_duration}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
@@ -58,7 +54,7 @@ def iframe_playlist(track: Track) -> str:
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VERSION}",
-        f"#EXT-X-TARGETDURATION:{_target_duration([e[3] for e in entries])}",
+        f"#EXT-X-TARGETDURATION:{target_duration([e[3] for e in entries])}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-I-FRAMES-ONLY",

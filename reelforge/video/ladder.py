@@ -175,9 +175,3 @@ def load_ladder_file(path: str | Path) -> list[Rung]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InputError(f"bad rung ({where}: {first['msg']})", path=path) from None
-
-
-def keyframe_interval(segment_duration: float, preferred: float = 2.0) -> float:
-    """The largest keyframe interval <= ``preferred`` that divides the segment duration."""
-    parts = max(1, math.ceil(segment_duration / preferred - 1e-9))
-    return segment_duration / parts

@@ -2,9 +2,10 @@
 
 Contract: :func:`package_track` reads one single-track fragmented MP4 and writes, under
 ``outdir/<track dir>``, an init segment and media segments. Segments are groups of whole
-fragments that break on the grid ``k * segment_duration`` (so every video segment starts
-with an IDR), a trailing sliver shorter than :data:`MIN_TAIL` is merged into the segment
-before it, and each file name carries a hash of its bytes so a CDN may cache it forever.
+fragments that break at the boundaries of a :class:`~reelforge.video.timeline.Timeline` (so
+every video segment starts with an IDR), a trailing sliver shorter than :data:`MIN_TAIL` is
+merged into the segment before it, and each file name carries a hash of its bytes so a CDN
+may cache it forever.
 The returned :class:`Track` holds the measured sizes, durations and bitrates that the
 manifests and the report use.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reelforge.media import mp4
+from reelforge.video.timeline import Timeline
 
 MIN_TAIL = 0.5  # seconds; a shorter last segment is merged into the one before
 HASH_CHARS = 10
@@ -84,9 +86,31 @@ class Track:
         return self.size * 8 / self.duration if self.duration > 0 else 0.0
 
     @property
+    def target_duration(self) -> int:
+        """HLS ``EXT-X-TARGETDURATION``: the longest segment, rounded to whole seconds."""
+        return target_duration([s.duration for s in self.segments])
+
+    @property
     def peak_bitrate(self) -> float:
-        """The highest bitrate of any one segment."""
-        return max((s.bitrate for s in self.segments), default=0.0)
+        """The peak segment bit rate as RFC 8216 defines it: the highest bit rate of any
+        run of consecutive segments lasting 0.5 to 1.5 target durations (a lone segment
+        outside that range counts on its own), so short opening segments are measured
+        together rather than each charged for a whole keyframe."""
+        segs = self.segments
+        low, high = 0.5 * self.target_duration, 1.5 * self.target_duration
+        peak = 0.0
+        for i in range(len(segs)):
+            size = duration = 0.0
+            for seg in segs[i:]:
+                if duration and duration + seg.duration > high + 1e-6:
+                    break
+                size += seg.size
+                duration += seg.duration
+                if duration >= low - 1e-6 or len(segs) == 1:
+                    peak = max(peak, size * 8 / duration)
+        if not peak:  # every run is shorter than half a target duration
+            peak = self.average_bitrate
+        return peak
 
     def uri(self, name: str) -> str:
         return f"{self.directory}/{name}"
@@ -97,19 +121,25 @@ def content_name(stem: str, data: bytes, suffix: str) -> str:
     return f"{stem}-{hashlib.sha256(data).hexdigest()[:HASH_CHARS]}{suffix}"
 
 
+def target_duration(durations: list[float]) -> int:
+    """The longest duration rounded to whole seconds, at least 1 (RFC 8216)."""
+    return max(1, max((round(d) for d in durations), default=1))
+
+
 def group_fragments(
-    fragments: list[mp4.Fragment], timescale: int, segment_duration: float
+    fragments: list[mp4.Fragment], timescale: int, timeline: Timeline
 ) -> list[list[mp4.Fragment]]:
-    """Group fragments into segments that break on the ``k * segment_duration`` grid."""
-    tolerance = min(0.25, segment_duration / 4)
+    """Group fragments into segments that break at the timeline's boundaries."""
+    tolerance = min(0.25, timeline.shortest / 4)
     groups: list[list[mp4.Fragment]] = []
-    next_boundary = 0.0
+    boundaries = timeline.boundaries()
+    next_boundary = next(boundaries)
     for frag in fragments:
         start = frag.decode_time / timescale
         if not groups or start >= next_boundary - tolerance:
             groups.append([frag])
             while next_boundary - tolerance <= start:
-                next_boundary += segment_duration
+                next_boundary = next(boundaries)
         else:
             groups[-1].append(frag)
     if len(groups) > 1:
@@ -125,7 +155,7 @@ def package_track(
     *,
     track_id: str,
     kind: str,
-    segment_duration: float,
+    timeline: Timeline,
     directory: str | None = None,
 ) -> Track:
     """Write ``source``'s init and media segments under ``outdir/directory``."""
@@ -141,7 +171,7 @@ def package_track(
     # Present the first frame at its decode time (CMAF): remove the B-frame reorder delay.
     shift = parsed.fragments[0].first_composition_offset if parsed.fragments else 0
     segments: list[Segment] = []
-    for number, group in enumerate(group_fragments(parsed.fragments, ts, segment_duration)):
+    for number, group in enumerate(group_fragments(parsed.fragments, ts, timeline)):
         body = bytearray(STYP)
         iframes: list[IFrame] = []
         for frag in group:

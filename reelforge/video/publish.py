@@ -39,11 +39,13 @@ from reelforge.video.report import (
     Settings,
     Totals,
 )
+from reelforge.video.timeline import Timeline, check_opening, default_opening
 
 MASTER = "master.m3u8"
 MPD = "manifest.mpd"
 REPORT = "report.json"
 FALLBACK_MAX_HEIGHT = 720
+FALLBACK_MAX_KBPS = 3000  # a progressive file cannot adapt: keep it playable on modest links
 POSTER_MAX_WIDTH = 1920
 VMAF_MAX_FRAMES = 300  # per rendition; longer inputs are scored on every n-th frame
 
@@ -58,6 +60,9 @@ class PublishOptions:
     per_title: bool = False  # rungs from this title's own rate-quality hull
     target_vmaf: float = 95.0  # per-title: the top rung's quality
     segment_duration: float = 4.0
+    # The first segments' durations (short, so playback starts on a small download);
+    # None: 1 s segments for the first 2 s, then back to the grid (see timeline.py).
+    start_segments: tuple[float, ...] | None = None
     preset: str = "balanced"
     audio_bitrate_kbps: int = 128
     quality: bool = True
@@ -75,6 +80,7 @@ def validate_options(opts: PublishOptions) -> None:
         raise InputError(f"--preset must be fast, balanced or best, not {opts.preset!r}")
     if not 1.0 <= opts.segment_duration <= 30.0:
         raise InputError(f"--segment-duration must be 1 to 30 s, not {opts.segment_duration:g}")
+    check_opening(opts.start_segments or (), opts.segment_duration)
     if not 50 <= opts.target_vmaf <= 100:
         raise InputError(f"--target-vmaf must be 50 to 100, not {opts.target_vmaf:g}")
     if not 16 <= opts.audio_bitrate_kbps <= 512:
@@ -113,7 +119,9 @@ def publish(
                      "8-bit for H.264")  # fmt: skip
     if video is not None and video.is_interlaced:
         notes.append(f"interlaced source ({video.field_order}): deinterlaced with bwdif")
-    key_interval = ladder.keyframe_interval(opts.segment_duration)
+    timeline = Timeline(opts.segment_duration, default_opening(opts.segment_duration)
+                        if opts.start_segments is None else opts.start_segments)  # fmt: skip
+    key_interval = timeline.keyframe_interval
     audio_settings = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
 
     with scratch_dir(output) as work, atomic_output_dir(output, force=opts.force) as out:
@@ -138,7 +146,7 @@ def publish(
             info,
             outputs,
             work,
-            keyframe_interval=key_interval,
+            timeline=timeline,
             preset=opts.preset,
             audio=audio_settings,
             on_progress=lambda s: update(min(total_frames, s * fps)),
@@ -154,7 +162,7 @@ def publish(
                 out,
                 track_id=r.name,
                 kind="video",
-                segment_duration=opts.segment_duration,
+                timeline=timeline,
             )
             track.frame_rate = r.fps
             track.frame_rate_exact = _exact_rate(video, r) if video else ""
@@ -168,7 +176,7 @@ def publish(
                 out,
                 track_id=f"aac-{audio_settings.bitrate_kbps}k",
                 kind="audio",
-                segment_duration=opts.segment_duration,
+                timeline=timeline,
             )
             a.channels = audio_settings.channels
             a.sample_rate = audio_settings.sample_rate
@@ -187,6 +195,7 @@ def publish(
                 img.resize((top.width, top.height)) if img.size != (top.width, top.height) else img
             )
             files.poster = thumbnails.write_poster(img, out, POSTER_MAX_WIDTH)
+            files.poster_preview = thumbnails.write_poster_preview(img, out)
         if video is not None and opts.thumbnails and video_tracks:
             interval = opts.thumbnail_interval or max(key_interval, info.duration / 200)
             interval = key_interval * max(1, round(interval / key_interval))
@@ -202,7 +211,9 @@ def publish(
             fallback_video = None
             reach = [r for r in renditions if r.codec == "h264"] or renditions
             if reach:
-                fits = [r for r in reach if r.height <= FALLBACK_MAX_HEIGHT] or reach
+                fits = [r for r in reach if r.height <= FALLBACK_MAX_HEIGHT
+                        and r.bitrate_kbps <= FALLBACK_MAX_KBPS] or [min(
+                            reach, key=lambda r: r.bitrate_kbps)]  # fmt: skip
                 best = max(fits, key=lambda r: (r.width * r.height, r.bitrate_kbps))
                 fallback_video = encoded.video[best.name]
             files.fallback = write_fallback(fallback_video, encoded.audio, out, "fallback")
@@ -239,6 +250,7 @@ def publish(
             output=str(output),
             settings=Settings(
                 segment_duration=opts.segment_duration,
+                start_segments=list(timeline.opening),
                 keyframe_interval=round(key_interval, 6),
                 preset=opts.preset,
                 audio_bitrate_kbps=opts.audio_bitrate_kbps,

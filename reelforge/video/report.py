@@ -30,6 +30,7 @@ class Files(BaseModel):
     hls: str | None = None
     dash: str | None = None
     poster: dict[str, str] = {}
+    poster_preview: str | None = None  # a small WebP of the poster, for pages to inline
     thumbnails_vtt: str | None = None
     sprites: list[str] = []
     fallback: str | None = None
@@ -48,6 +49,7 @@ class Totals(BaseModel):
 
 class Settings(BaseModel):
     segment_duration: float
+    start_segments: list[float] = []  # the opening's segment durations, before the grid
     keyframe_interval: float
     preset: str
     audio_bitrate_kbps: int

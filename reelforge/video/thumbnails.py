@@ -3,7 +3,8 @@
 Contract: :func:`choose_poster_frame` decodes a handful of candidate frames spread over the
 source and returns the most representative one that is neither black, blank nor washed
 out, already rotated and at display aspect ratio. :func:`write_poster` saves it as AVIF,
-WebP and JPEG with content-hashed names. :func:`write_sprites` tiles frames taken every
+WebP and JPEG with content-hashed names, :func:`write_poster_preview` as a small WebP for
+pages to inline. :func:`write_sprites` tiles frames taken every
 ``interval`` seconds into sprite sheets with a WebVTT index (``#xywh=`` fragments).
 """
 
@@ -139,6 +140,23 @@ def write_poster(img: Image.Image, outdir: Path, max_width: int) -> dict[str, st
         (outdir / name).write_bytes(data)
         names[fmt] = name
     return names
+
+
+PREVIEW_WIDTH = 320
+PREVIEW_QUALITY = 40
+
+
+def write_poster_preview(img: Image.Image, outdir: Path) -> str:
+    """A small WebP of the poster (320 px wide, about 4 KB) that a player page can inline so
+    something shows before any request; returns its file name."""
+    img = img.convert("RGB")
+    height = max(2, round(img.height * PREVIEW_WIDTH / img.width / 2) * 2)
+    small = img.resize((PREVIEW_WIDTH, height), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, "WEBP", quality=PREVIEW_QUALITY, method=6)
+    name = content_name("poster-preview", buf.getvalue(), ".webp")
+    (outdir / name).write_bytes(buf.getvalue())
+    return name
 
 
 @dataclass(frozen=True)
