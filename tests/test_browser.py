@@ -91,7 +91,8 @@ def test_dash_player_plays_and_switches(browser, talk):
         assert [u for u in fetched if u.endswith("/manifest.mpd")]
         assert not [u for u in fetched if u.endswith(".m3u8")], "DASH mode reads the MPD only"
         heights = page.evaluate(
-            "window.reelforgeDash.getRepresentationsByType('video').map(r => r.height)")
+            "window.reelforgeDash.getRepresentationsByType('video').map(r => r.height)"
+        )
         assert sorted(heights) == [234, 360, 540, 720]
         top = heights.index(720)
         page.select_option("#levels", str(top))

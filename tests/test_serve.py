@@ -8,8 +8,8 @@ import subprocess
 
 import httpx
 import pytest
-from PIL import Image
 from conftest import ROOT, Server
+from PIL import Image
 
 from reelforge.media import ffmpeg
 
