@@ -91,9 +91,10 @@ class Link:
     bounded buffer, a fixed delay each way, one round trip for each new connection."""
 
     def __init__(self, target: int, rate: float, rtt: float, rate_after: float | None,
-                 switch_at: float) -> None:  # fmt: skip
+                 switch_at: float, handshake: bool = True) -> None:  # fmt: skip
         self.target, self.rate, self.delay = target, rate, rtt / 2
         self.rate_after, self.switch_at = rate_after, switch_at
+        self.handshake = handshake
         self.loop = asyncio.new_event_loop()
         self.port = 0
         ready = threading.Event()
@@ -132,7 +133,7 @@ class Link:
             return
         # the handshake: the client's first bytes leave one round trip after it connected
         # and reach the server half a round trip later
-        last = [accepted + 3 * self.delay, 0.0]
+        last = [accepted + 3 * self.delay if self.handshake else 0.0, 0.0]
         self.writers.update((writer, up_writer))
 
         async def pump(src, dst, downstream: bool) -> None:
@@ -220,13 +221,13 @@ def prepare(work: Path, publish_args: list[str], hlsjs: str) -> tuple[Path, list
 
 
 def run_case(context, origin_port: int, case: Case, profile: tuple, seconds: float,
-             hls_config: dict, trace: bool = False) -> dict:  # fmt: skip
+             hls_config: dict, trace: bool = False, handshake: bool = True) -> dict:  # fmt: skip
     """One page load through a fresh link. The link's port is new each time, so nothing
     the page or its media left in the browser's cache or storage is found again; the
     player script comes unshaped from the origin's own port, cached since the warm-up,
     as a returning viewer's browser holds it."""
     rate, rtt, after = profile
-    link = Link(origin_port, rate, rtt, after, seconds / 2)
+    link = Link(origin_port, rate, rtt, after, seconds / 2, handshake)
     done: list = []
     try:
         page = context.new_page()
@@ -397,6 +398,14 @@ def main() -> None:
         action="store_true",
         help="print each run's requests (start, first byte, end; ms)",
     )
+    parser.add_argument(
+        "--no-handshake",
+        action="store_true",
+        help="new connections cost no round trip (a link with no TCP setup)",
+    )
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds of rest between runs, so one page's teardown does not "
+                        "slow the next")  # fmt: skip
     args = parser.parse_args()
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -436,8 +445,10 @@ def main() -> None:
                         for case in cases:
                             run = run_case(context, port, case, profile, args.seconds,
                                            hls_config if case.name == "our player page"
-                                           else {}, args.trace)  # fmt: skip
+                                           else {}, args.trace,
+                                           not args.no_handshake)  # fmt: skip
                             results.setdefault((pname, case.name), []).append(run)
+                            time.sleep(args.settle)
                 browser.close()
         finally:
             origin.terminate()

@@ -86,6 +86,12 @@ def test_bad_options_exit_2(tmp_path):
     ladder = tmp_path / "ladder.json"
     ladder.write_text('[{"width": 640, "height": 360}]')
     assert_refused(_publish(src, tmp_path / "o", "--ladder", ladder), str(ladder), "bitrate_kbps")
+    assert_refused(_publish(src, tmp_path / "o", "--start-segments", "1,x"),
+                   "--start-segments", "'x' is not a number")  # fmt: skip
+    # each opening segment must fit the keyframe interval (2 s for 4 s segments)
+    assert_refused(_publish(src, tmp_path / "o", "--start-segments", "1,3"),
+                   "--start-segments", "0.25 to 2 s", "not 3")  # fmt: skip
+    assert_refused(_publish(src, tmp_path / "o", "--start-segments", "0.1"), "not 0.1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ladder.json"]
 
 

@@ -25,7 +25,8 @@ DECODER = {"h264": "h264", "hevc": "hevc", "vp9": "vp9", "av1": ("libdav1d", "av
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory) -> tuple[Path, dict]:
-    """A 2 s film clip in all four codecs, a 3-rung ladder, 1 s segments."""
+    """A 2 s film clip in all four codecs, a 3-rung ladder, 2 s segments opening with
+    0.5, 0.5 and 1 s ones (so every encoder must honour forced keyframes)."""
     tmp = tmp_path_factory.mktemp("codecs")
     ladder = tmp / "ladder.json"
     ladder.write_text(json.dumps([
@@ -35,7 +36,8 @@ def multi(tmp_path_factory) -> tuple[Path, dict]:
     ]))  # fmt: skip
     out = tmp / "multi"
     report = publish_json(media("video/sintel_480p_2s_h264.mp4"), out, "--ladder", ladder,
-                          "--codecs", "h264,hevc,vp9,av1", "--segment-duration", "1")  # fmt: skip
+                          "--codecs", "h264,hevc,vp9,av1", "--segment-duration", "2",
+                          "--start-segments", "0.5,0.5,1")  # fmt: skip
     return out, report
 
 
@@ -92,10 +94,11 @@ def test_keyframes_align_across_codecs_and_rungs(multi, tmp_path):
     for n, p in enumerate(master.playlists):
         pl = read_media_playlist(out / p.uri)
         times[p.uri] = keyframe_times(joined(pl, tmp_path / f"k{n}.mp4"))
-    first = next(iter(times.values()))
-    starts = {uri: [t - ts[0] for t in ts] for uri, ts in times.items()}
-    assert all(s == starts[next(iter(starts))] for s in starts.values()), times
-    assert len(first) == 2  # one per 1 s segment
+    starts = {uri: [round(t - ts[0], 3) for t in ts] for uri, ts in times.items()}
+    assert all(s == [0.0, 0.5, 1.0] for s in starts.values()), times  # one per segment
+    for p in master.playlists:
+        durations = [round(d, 3) for _, d in read_media_playlist(out / p.uri).segments]
+        assert durations == [0.5, 0.5, 1.0], (p.uri, durations)
 
 
 def test_dash_has_one_adaptation_set_per_codec(multi):

@@ -42,7 +42,7 @@ def default_opening(segment_duration: float) -> tuple[float, ...]:
     grid_end = segment_duration * math.ceil(sum(opening) / segment_duration - 1e-9)
     while sum(opening) < grid_end - 1e-9:
         opening.append(min(interval, grid_end - sum(opening)))
-    return tuple(round(d, 6) for d in opening)
+    return tuple(opening)
 
 
 def parse_opening(text: str) -> tuple[float, ...]:
@@ -70,7 +70,7 @@ def check_opening(opening: tuple[float, ...], segment_duration: float) -> None:
     :data:`MIN_OPENING` or longer than the keyframe interval of ``segment_duration``."""
     interval = keyframe_interval(segment_duration)
     for value in opening:
-        if not MIN_OPENING <= value <= interval + 1e-9:
+        if not MIN_OPENING <= value <= interval + 1e-6:
             raise InputError(f"--start-segments: each must be {MIN_OPENING:g} to {interval:g} s "
                              f"(the keyframe interval), not {value:g}")  # fmt: skip
 
