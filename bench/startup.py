@@ -166,13 +166,17 @@ class Link:
         await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
 
     def close(self) -> None:
-        def stop() -> None:
+        async def stop() -> None:
             self.server.close()
             for writer in list(self.writers):
                 writer.close()  # queued bytes for a closed page die with the link
+            tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.loop.stop()
 
-        self.loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self.loop)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,15 @@ def browser():
         b.close()
 
 
+def open_page(browser, url: str):
+    """A new page at ``url`` and the list of every URL it requests."""
+    page = browser.new_page()
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url))
+    page.goto(url)
+    return page, fetched
+
+
 def plays(page) -> None:
     """The first frame is presented (requestVideoFrameCallback) and time moves on."""
     page.wait_for_function("document.getElementById('video').currentTime > 0.3",
@@ -39,10 +48,7 @@ def test_player_starts_from_the_page_plays_and_switches(browser, talk):
     out, report = talk
     server = Server(out)
     try:
-        page = browser.new_page()
-        fetched: list[str] = []
-        page.on("request", lambda r: fetched.append(r.url))
-        page.goto(server.base + "/")
+        page, fetched = open_page(browser, server.base + "/")
         plays(page)
         # the start-up files came inlined in the page: no request for the master, the first
         # rung's or the audio's playlists, their init segments or their first segments
@@ -83,10 +89,7 @@ def test_dash_player_plays_and_switches(browser, talk):
     out, _ = talk
     server = Server(out)
     try:
-        page = browser.new_page()
-        fetched: list[str] = []
-        page.on("request", lambda r: fetched.append(r.url))
-        page.goto(server.base + "/?format=dash")
+        page, fetched = open_page(browser, server.base + "/?format=dash")
         plays(page)
         assert [u for u in fetched if u.endswith("/manifest.mpd")]
         assert not [u for u in fetched if u.endswith(".m3u8")], "DASH mode reads the MPD only"
