@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -163,7 +164,8 @@ class Link:
                     self.loop.call_at(max(last[downstream], self.loop.time()) + 0.001,
                                       lambda: dst.is_closing() or dst.close())  # fmt: skip
 
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+        with contextlib.suppress(asyncio.CancelledError):  # the link is closing
+            await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
 
     def close(self) -> None:
         async def stop() -> None:
