@@ -11,7 +11,8 @@ the next one. DevTools throttling is not used: it does not slow media loads.
 Cases, all in the same run: the uploaded MP4, the fast-start MP4 fallback (baselines), a
 bare page with hls.js defaults over our stream, and our player page. hls.js itself comes
 from the browser's cache (warmed before the runs, from an unshaped port of the origin:
-``REELFORGE_PLAYER_URL``), as a returning viewer has it, so every case measures the media.
+``REELFORGE_PLAYER_URL``) with its compiled code cached for the page's origin, as a
+returning viewer has it, so every case measures the media.
 Profiles: 1.6 Mb/s with 150 ms RTT, 9 Mb/s with 60 ms RTT, and 9 Mb/s falling to
 1.6 Mb/s halfway. Per case, medians over ``--runs``: time to first frame
 (requestVideoFrameCallback) counted from the first byte of the page (so whatever a page
@@ -92,12 +93,12 @@ class Link:
     bounded buffer, a fixed delay each way, one round trip for each new connection."""
 
     def __init__(self, target: int, rate: float, rtt: float, rate_after: float | None,
-                 switch_at: float, handshake: bool = True) -> None:  # fmt: skip
+                 switch_at: float, handshake: bool = True, port: int = 0) -> None:  # fmt: skip
         self.target, self.rate, self.delay = target, rate, rtt / 2
         self.rate_after, self.switch_at = rate_after, switch_at
         self.handshake = handshake
         self.loop = asyncio.new_event_loop()
-        self.port = 0
+        self.port = port
         ready = threading.Event()
         threading.Thread(target=self._run, args=(ready,), daemon=True).start()
         ready.wait()
@@ -108,7 +109,7 @@ class Link:
         self.free = 0.0  # when the shared downstream link is next idle (loop time)
         self.writers: set = set()
         server = self.loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0))  # fmt: skip
+            asyncio.start_server(self._handle, "127.0.0.1", self.port))  # fmt: skip
         self.server = server
         self.port = server.sockets[0].getsockname()[1]
         ready.set()
@@ -176,9 +177,10 @@ class Link:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.loop.stop()
 
-        asyncio.run_coroutine_threadsafe(stop(), self.loop)
+        # waits until the port is free again: the next link may take it over
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,19 @@ def run_case(context, origin_port: int, case: Case, profile: tuple, seconds: flo
     player script comes unshaped from the origin's own port, cached since the warm-up,
     as a returning viewer's browser holds it."""
     rate, rtt, after = profile
-    link = Link(origin_port, rate, rtt, after, seconds / 2, handshake)
+    port = free_port()
+    # a returning viewer's browser also holds the player script's compiled code, which
+    # V8 keeps per page origin: two loads of a page that runs the script, through a link
+    # of their own (closed, so the run opens its own connections), leave it there
+    warm = Link(origin_port, rate, rtt, None, 0, handshake, port)
+    try:
+        page = context.new_page()
+        for _ in range(2):
+            page.goto(f"http://127.0.0.1:{port}/media/warm.html", wait_until="load")
+        page.close()
+    finally:
+        warm.close()
+    link = Link(origin_port, rate, rtt, after, seconds / 2, handshake, port)
     done: list = []
     try:
         page = context.new_page()

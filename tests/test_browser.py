@@ -38,6 +38,8 @@ def plays(page) -> None:
     page.wait_for_function("document.getElementById('video').currentTime > 0.3",
                            timeout=30_000)  # fmt: skip
     assert page.evaluate(FIRST_FRAME) >= 1
+    # the native controls, held back during start-up, are there once a frame is up
+    page.wait_for_function("document.getElementById('video').controls", timeout=5_000)
     t1 = page.evaluate("document.getElementById('video').currentTime")
     page.wait_for_timeout(1500)
     t2 = page.evaluate("document.getElementById('video').currentTime")
