@@ -1,7 +1,8 @@
 """Benchmark: time to first frame and stalls in headless Chromium behind a slow link.
 
-A 30 s 720p clip (Big Buck Bunny, looped, H.264 at 2.5 Mb/s, moov at the end as many
-uploads are) is published with ``reelforge publish`` and served by ``reelforge serve``.
+A 60 s 720p clip (Big Buck Bunny, looped, H.264 at 2.5 Mb/s, moov at the end as many
+uploads are; longer than a run, so a player still fetches when the falling link falls)
+is published with ``reelforge publish`` and served by ``reelforge serve``.
 Chromium (Debian's, driven by Playwright) loads each case through a bottleneck link the
 bench emulates on loopback: one downstream rate shared by every connection, a bounded
 bottleneck buffer, a fixed delay each way (a new connection pays one round trip for its
@@ -19,8 +20,9 @@ Profiles: 1.6 Mb/s with 150 ms RTT, 9 Mb/s with 60 ms RTT, and 9 Mb/s falling to
 carries inline is paid for) and from navigation start, stall count and stalled time
 after the first frame (the picture frozen for 0.2 s or more before the end, whether the
 player waits for data or autoplay waits for a buffer), mean played height and bitrate,
-rendition switches and when the 720p rung first played. Writes a plot of played bitrate
-over time per case.
+rendition switches, when the 720p rung first played and the bitrate of the rung being
+fetched at the end (on the falling link: whether the player stepped down in time).
+Writes a plot of played bitrate over time per case.
 
 Targets (from the issue), first frame from the page's first byte: our page <= 0.6 s at
 1.6 Mb/s and <= 0.3 s at 9 Mb/s with no stall and 720p within 6 s at 9 Mb/s; hls.js
@@ -55,6 +57,7 @@ import httpx  # noqa: E402
 from reelforge.media import ffmpeg  # noqa: E402
 
 CLI = [sys.executable, "-m", "reelforge.cli"]
+CLIP_S = 60  # the upload's length: a run (30 s) never reaches its end
 QUEUE_S = 0.05  # the bottleneck's buffer, in seconds of data at the link rate
 CHUNK = 4096  # bytes the link moves at a time (20 ms at 1.6 Mb/s)
 SAMPLE_MS = 100  # how often the page records the playback position
@@ -76,8 +79,10 @@ document.addEventListener('DOMContentLoaded', () => {
     const h = window.reelforgeHls || window.bareHls;
     const lvl = h && h.currentLevel >= 0 ? h.levels[h.currentLevel] : null;
     const kbps = lvl ? (lvl.averageBitrate || lvl.bitrate) / 1000 : null;
+    const next = h && h.loadLevel >= 0 ? h.levels[h.loadLevel] : null;
     m.samples.push([performance.now(), v.currentTime, v.videoHeight, kbps,
-                    h ? h.currentLevel : null, v.ended]);
+                    h ? h.currentLevel : null, v.ended,
+                    next ? (next.averageBitrate || next.bitrate) / 1000 : null]);
   }, SAMPLE_MS);
 });
 """.replace("SAMPLE_MS", str(SAMPLE_MS))
@@ -208,9 +213,10 @@ def prepare(work: Path, publish_args: list[str], hlsjs: str) -> tuple[Path, list
     root = work / "root"
     upload = root / "upload.mp4"
     upload.parent.mkdir(parents=True)
-    ffmpeg.run(["-stream_loop", "14", "-i", src, "-t", "30", "-c:v", "libx264", "-b:v", "2500k",
-                "-maxrate", "3000k", "-bufsize", "5000k", "-preset", "veryfast", "-c:a", "aac",
-                "-b:a", "128k", upload], subject=src)  # fmt: skip
+    loops = str(CLIP_S // 2 - 1)  # the source is 2 s long
+    ffmpeg.run(["-stream_loop", loops, "-i", src, "-t", str(CLIP_S), "-c:v", "libx264",
+                "-b:v", "2500k", "-maxrate", "3000k", "-bufsize", "5000k", "-preset", "veryfast",
+                "-c:a", "aac", "-b:a", "128k", upload], subject=src)  # fmt: skip
     out = root / "stream"
     subprocess.run([*CLI, "publish", str(upload), "-o", str(out), "--preset", "fast",
                     "--no-quality", "--json", *publish_args],
@@ -313,6 +319,7 @@ def summarise(m: dict, nav: dict, case: Case) -> dict:
             "kbps": statistics.mean(rates) if rates else None,
             "switches": sum(1 for a, b in itertools.pairwise(levels) if a != b),
             "top_at": next(((s[0] - first) / 1000 for s in played if s[2] >= 720), None),
+            "loading_kbps": m["samples"][-1][6] if m["samples"] else None,
             "series": moving}  # fmt: skip
 
 
@@ -333,7 +340,8 @@ def report(results: dict, runs: int, seconds: float) -> list[str]:
     lines = [f"medians of {runs} runs, {seconds:g} s each; first frame from the page's first "
              "byte (and from navigation)",
              f"{'link':<15}{'case':<17}{'first frame':>12}{'(nav)':>8}{'page':>8}{'stalls':>7}"
-             f"{'stalled':>9}{'height':>7}{'kb/s':>7}{'switches':>9}{'720p at':>9}"]  # fmt: skip
+             f"{'stalled':>9}{'height':>7}{'kb/s':>7}{'switches':>9}{'720p at':>9}"
+             f"{'fetching':>9}"]  # fmt: skip
     for (pname, cname), rs in results.items():
         lines.append(
             f"{pname:<15}{cname:<17}{fmt(median(rs, 'ttff'), '11.2f')}s"
@@ -341,6 +349,7 @@ def report(results: dict, runs: int, seconds: float) -> list[str]:
             f"{fmt(median(rs, 'stalls'), '7.0f')}{fmt(median(rs, 'stalled_s'), '8.2f')}s"
             f"{fmt(median(rs, 'height'), '7.0f')}{fmt(median(rs, 'kbps'), '7.0f')}"
             f"{fmt(median(rs, 'switches'), '9.0f')}{fmt(median(rs, 'top_at'), '8.1f')}s"
+            f"{fmt(median(rs, 'loading_kbps'), '9.0f')}"
         )
     lines.append("targets:")
     for (pname, cname), limit in TARGETS.items():
