@@ -135,7 +135,7 @@ class Link:
         accepted = self.loop.time()
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
+        except (OSError, asyncio.CancelledError):  # the origin refused, or the link is closing
             writer.close()
             return
         # the handshake: the client's first bytes leave one round trip after it connected
