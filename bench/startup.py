@@ -400,6 +400,7 @@ def plot(results: dict, path: Path, seconds: float) -> None:
     axes[0].set_ylabel("played bitrate, kb/s (0: frozen)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
 
 
@@ -420,7 +421,7 @@ def main() -> None:
     parser.add_argument(
         "--hls-config", default="{}", help="JSON merged into our page's hls.js configuration"
     )
-    parser.add_argument("--plot", type=Path, default=Path("startup-bitrate.svg"))
+    parser.add_argument("--plot", type=Path, default=ROOT / ".bench" / "startup-bitrate.svg")
     parser.add_argument("--json", type=Path, default=None, help="write every run here")
     parser.add_argument(
         "--trace",
