@@ -250,7 +250,7 @@ def serve(
     """Serve published streams with a player page; prints the URL where they play."""
     import os
 
-    from reelforge.delivery.server import SERVERS
+    from reelforge.delivery.server import SERVERS, check_address
     from reelforge.delivery.server import serve as run_server
     from reelforge.storage import is_s3, parse_s3
 
@@ -266,14 +266,15 @@ def serve(
         shown = str(Path(root).resolve())
     if server not in SERVERS:
         raise InputError(f"--server must be one of {', '.join(SERVERS)}")
+    if not 1 <= workers <= 64:
+        raise InputError("--workers must be 1 to 64")
+    check_address(host, port)  # before the URL is printed: a busy port is one line, exit 2
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     if as_json:
         print(json.dumps({"url": url, "root": shown, "server": server}), flush=True)
     else:
         out_console.print(f"Serving {root} at [bold]{url}[/] (Ctrl-C to stop)")
         sys.stdout.flush()
-    if not 1 <= workers <= 64:
-        raise InputError("--workers must be 1 to 64")
     run_server(root, host=host, port=port, server=server, workers=workers)
 
 

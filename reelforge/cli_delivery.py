@@ -73,7 +73,14 @@ sign_app = typer.Typer(help="Signed URLs: ReelForge playback tokens and CloudFro
 
 @sign_app.command("playback")
 def sign_playback(
-    prefix: Annotated[str, typer.Argument(help="Stream path under the served root, e.g. talk.")],
+    prefix: Annotated[
+        str,
+        typer.Argument(help="Stream folder under the served root, e.g. talk (. for the root)."),
+    ],
+    root: Annotated[
+        Path | None,
+        typer.Option("--root", help="The served folder (default: REELFORGE_SERVE_ROOT, else .)."),
+    ] = None,
     expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds it stays valid.")] = 3600,
     path: Annotated[str, typer.Option("--path", help="File to link to.")] = "master.m3u8",
     base_url: Annotated[str, typer.Option("--base-url", help="Origin to prefix.")] = "",
@@ -83,14 +90,28 @@ def sign_playback(
     import time
 
     from reelforge import config
-    from reelforge.delivery.signing import make_token
+    from reelforge.delivery.access import AccessDenied, AccessRule
+    from reelforge.delivery.signing import make_token, valid_prefix
 
-    key = config.load().playback_key
+    cfg = config.load()
+    key = cfg.playback_key
     if key is None:
         raise InputError("REELFORGE_PLAYBACK_KEY is not set (the key that signs playback URLs)")
     if expires_in <= 0:
         raise InputError("--expires-in must be positive")
+    served = root if root is not None else cfg.serve_root or Path()
+    if not isinstance(served, Path) or not served.is_dir():
+        raise InputError("--root is not a local folder", path=served)
     prefix = prefix.strip("/")
+    if not valid_prefix(prefix):
+        raise InputError(
+            f"not a stream folder: {prefix!r} (a folder under the root without . or .. "
+            "parts; . for a root that is itself a stream)"
+        )
+    try:
+        AccessRule(served, key).stream_scope(prefix)
+    except AccessDenied:
+        raise InputError(f"no stream folder {prefix!r} under the root", path=served) from None
     expires = int(time.time()) + expires_in
     url = f"{base_url.rstrip('/')}/p/{make_token(key, prefix, expires)}/{prefix}/{path}"
     print(json.dumps({"url": url, "expires": expires}) if as_json else url)

@@ -102,6 +102,8 @@ def test_origin_streams_from_s3(tmp_path, s3_env, published):
         assert part.headers["content-range"] == f"bytes 10-99/{len(data)}"
         assert httpx.get(url, headers={"If-None-Match": full.headers["etag"]}).status_code == 304
         assert httpx.get(url, headers={"Range": f"bytes={len(data) + 5}-"}).status_code == 416
+        ignored = httpx.get(url, headers={"Range": "bytes=5-2"})  # RFC 9110: served whole
+        assert ignored.status_code == 200 and ignored.content == data
         assert httpx.get(f"{server.base}/media/nothing.m3u8").status_code == 404
         assert httpx.get(f"{server.base}/media/.hidden").status_code == 404
         head = httpx.head(url)

@@ -2,16 +2,21 @@
 
 Contract: ``/media/<path>`` serves files under the root (GET and HEAD, single byte ranges,
 ETag/Last-Modified validators, streaming MIME types, Cache-Control by asset class, CORS);
-``/`` shows the player for a stream at the root, or a list of the streams found one level
-down (``/watch/<name>``); ``/player/`` serves hls.js as installed by set-up; ``/img/...``
-resizes images on the fly (see :mod:`reelforge.delivery.image_service`). Paths outside the
-root are never served.
+``/p/<token>/<path>`` the same for a signed playback token's stream; ``/`` shows the
+player for a stream at the root, or a list of the streams one level down that the caller
+may play (``/watch/<name>``; ``/p/<token>/watch/<name>`` and ``/p/<token>/`` for private
+ones); ``/player/`` serves hls.js as installed by set-up; ``/img/...`` resizes images on
+the fly (see :mod:`reelforge.delivery.image_service`). What any route may read is decided
+by one :class:`~reelforge.delivery.access.AccessRule` on the resolved real path. No
+request a client can make gets a 5xx; a 5xx that happens anyway is logged with its
+traceback.
 """
 
 from __future__ import annotations
 
 import html
-from pathlib import Path, PurePosixPath
+import logging
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -25,50 +30,58 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from reelforge import config
-from reelforge.delivery.cache import cache_control, range_refused, register_mime_types
+from reelforge.delivery.access import MASTER, AccessDenied, AccessRule, Grant
+from reelforge.delivery.cache import (
+    IGNORE,
+    REFUSE,
+    cache_control,
+    range_action,
+    register_mime_types,
+)
 from reelforge.delivery.compress import choose_encoding, compressed_response, is_compressible
 from reelforge.delivery.image_service import ImageService
 from reelforge.delivery.player import PlayerPages
-from reelforge.delivery.signing import TokenError, check_token
 
-MASTER = "master.m3u8"
-PRIVATE_MARKER = ".private"
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PATH = 4096
+log = logging.getLogger("reelforge.origin")
+
+
+def _denied(exc: AccessDenied) -> HTTPException:
+    return HTTPException(exc.status, exc.reason)
 
 
 class MediaFiles(StaticFiles):
-    """StaticFiles with Cache-Control per asset class, compressed text, strict ranges and
-    private streams (folders holding a ``.private`` file answer only signed requests)."""
+    """Files the access rule grants, with Cache-Control per asset class (``private`` for
+    signed requests), compressed text and the origin's Range rule."""
 
-    def __init__(self, *, directory: Path, manifest_max_age: int, signed: bool = False) -> None:
-        super().__init__(directory=directory, follow_symlink=False)
-        self.root = directory
+    def __init__(self, *, access: AccessRule, manifest_max_age: int) -> None:
+        super().__init__(directory=access.root, follow_symlink=False)
+        self.access = access
         self.manifest_max_age = manifest_max_age
-        self.signed = signed
 
-    def _is_private(self, path: str) -> bool:
-        folder = self.root
-        for part in PurePosixPath(path).parts[:-1]:
-            folder = folder / part
-            if (folder / PRIVATE_MARKER).is_file():
-                return True
-        return False
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        if not self.signed and self._is_private(path):
-            raise HTTPException(403, "this stream needs a signed URL")
-        if PurePosixPath(path).name.startswith("."):
-            raise HTTPException(404)  # markers, caches and partial files are not served
-        response = await super().get_response(path, scope)
+    async def serve(self, request: Request, path: str, token: str | None = None) -> Response:
+        try:
+            grant = self.access.decide(path, token)
+        except AccessDenied as exc:
+            raise _denied(exc) from None
+        wanted = request.headers.get("range")
+        if wanted is not None and range_action(wanted, grant.stat.st_size) == IGNORE:
+            # RFC 9110: answer as if it were absent (the response reads the request's scope)
+            request.scope["headers"] = [(k, v) for k, v in request.scope["headers"]
+                                        if k != b"range"]  # fmt: skip
+        response = self.file_response(str(grant.path), grant.stat, request.scope)
         if response.status_code in (200, 206, 304):
-            response.headers["Cache-Control"] = cache_control(path, self.manifest_max_age)
+            value = cache_control(grant.rel, self.manifest_max_age)
+            if token is not None or grant.private:
+                value = value.replace("public", "private")
+            response.headers["Cache-Control"] = value
         return response
 
     def file_response(self, full_path, stat_result, scope: Scope) -> Response:
         headers = Headers(scope=scope)
         wanted = headers.get("range")
-        if wanted is not None and range_refused(wanted):
+        if wanted is not None and range_action(wanted, stat_result.st_size) == REFUSE:
             unsatisfiable = {"Content-Range": f"bytes */{stat_result.st_size}"}
             return Response(status_code=416, headers=unsatisfiable)
         encoding = choose_encoding(headers.get("accept-encoding", ""))
@@ -122,14 +135,44 @@ class RequestLimits:
         await self.app(scope, receive, send)
 
 
-def _streams(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in root.glob(f"*/{MASTER}"))
+class ErrorLog:
+    """ASGI middleware: an exception escaping the app is logged with its traceback (the
+    request's method and path, never its headers or query) before the 500 goes out."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            if scope["type"] == "http":
+                log.exception("500 for %s %r", scope.get("method"), scope.get("path"))
+            raise
+
+
+def _log_to_stderr() -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+
+
+def _index_page(links: list[tuple[str, str]]) -> HTMLResponse:
+    items = "".join(
+        f'<li><a href="{html.escape(href)}">{html.escape(name)}</a></li>' for name, href in links
+    )
+    return HTMLResponse(
+        f"<!doctype html><title>ReelForge</title><h1>Streams</h1><ul>{items or 'none'}</ul>",
+        headers={"Cache-Control": "private, no-cache"},
+    )
 
 
 def create_app(root: str | Path | None = None) -> Starlette:
     """Build the origin for the folder or ``s3://`` location ``root`` (default:
     ``REELFORGE_SERVE_ROOT``)."""
     register_mime_types()
+    _log_to_stderr()
     cfg = config.load()
     root = root if root is not None else cfg.serve_root
     if root is not None and str(root).startswith("s3://"):
@@ -137,50 +180,58 @@ def create_app(root: str | Path | None = None) -> Starlette:
     root = Path(root) if root is not None else None
     if root is None or not root.is_dir():
         raise ValueError(f"serve root is not a folder: {root}")
-    root = root.resolve()
-    pages = PlayerPages(root, cfg.player_assets, cfg.manifest_max_age, cfg.player_url)
+    access = AccessRule(root, cfg.playback_key)
+    pages = PlayerPages(access, cfg.player_assets, cfg.manifest_max_age, cfg.player_url)
+    media = MediaFiles(access=access, manifest_max_age=cfg.manifest_max_age)
+
+    def page(request: Request, name: str, token: str | None) -> Response:
+        try:
+            grant: Grant = access.decide(name, token, kind="stream")
+        except AccessDenied as exc:
+            raise _denied(exc) from None
+        return pages.response(request, grant, name or Path(access.root).name, token)
+
+    def listing(request: Request, token: str | None) -> Response:
+        """The root's own page when it is a stream, else the streams the caller may play."""
+        if (Path(access.root) / MASTER).is_file():
+            return page(request, "", token)
+        try:
+            scope = access.scope(token) if token is not None else None
+        except AccessDenied as exc:
+            raise _denied(exc) from None
+        base = f"/p/{token}/" if token is not None else "/"
+        return _index_page([(n, f"{base}watch/{n}") for n in access.streams(scope)])
 
     async def index(request: Request) -> Response:
-        if (root / MASTER).is_file():
-            return pages.response(request, "", root.name)
-        items = "".join(
-            f'<li><a href="/watch/{html.escape(n)}">{html.escape(n)}</a></li>'
-            for n in _streams(root)
-        )
-        return HTMLResponse(
-            f"<!doctype html><title>ReelForge</title><h1>Streams</h1><ul>{items or 'none'}</ul>"
-        )
+        return listing(request, None)
 
     async def watch(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in _streams(root):
-            raise HTTPException(404, "no such stream")
-        return pages.response(request, name, name)
+        return page(request, request.path_params["name"], None)
 
-    images = ImageService(root, cfg.image_cache or root / ".cache" / "images",
-                          cfg.image_key, cfg.image_unsigned)  # fmt: skip
-    media = MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age)
-    signed_media = MediaFiles(directory=root, manifest_max_age=cfg.manifest_max_age, signed=True)
+    async def signed_watch(request: Request) -> Response:
+        token, name = request.path_params["token"], request.path_params["name"]
+        if access.allows(name, token, kind="stream"):
+            return page(request, name, token)
+        return await media.serve(request, f"watch/{name}", token)  # a stream named watch
 
     async def signed(request: Request) -> Response:
-        if cfg.playback_key is None:
-            raise HTTPException(404, "signed playback is not configured")
-        path = request.path_params["path"]
-        try:
-            check_token(cfg.playback_key, request.path_params["token"], path)
-        except TokenError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
-        response = await signed_media.get_response(path, request.scope)
-        response.headers["Cache-Control"] = response.headers.get(
-            "Cache-Control", "private").replace("public", "private")  # fmt: skip
-        return response
+        token, path = request.path_params["token"], request.path_params["path"]
+        if path == "":
+            return listing(request, token)
+        return await media.serve(request, path, token)
 
+    async def unsigned(request: Request) -> Response:
+        return await media.serve(request, request.path_params["path"])
+
+    images = ImageService(access, cfg.image_cache or root / ".cache" / "images",
+                          cfg.image_key, cfg.image_unsigned)  # fmt: skip
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),
+        Route("/p/{token}/watch/{name:path}", signed_watch, methods=["GET", "HEAD"]),
         Route("/p/{token}/{path:path}", signed, methods=["GET", "HEAD"]),
         Route("/img/{signature}/{size}/{mode}/{path:path}", images.handle, methods=["GET", "HEAD"]),
-        Route("/watch/{name}", watch, methods=["GET", "HEAD"]),
-        Mount("/media", media),
+        Route("/watch/{name:path}", watch, methods=["GET", "HEAD"]),
+        Route("/media/{path:path}", unsigned, methods=["GET", "HEAD"]),
     ]
     if cfg.player_assets is not None:
         routes.append(Mount("/player", PlayerAssets(directory=cfg.player_assets)))
@@ -189,6 +240,7 @@ def create_app(root: str | Path | None = None) -> Starlette:
 
 def _middleware() -> list[Middleware]:
     return [
+        Middleware(ErrorLog),
         Middleware(RequestLimits),
         Middleware(
             CORSMiddleware,
@@ -207,11 +259,10 @@ def _s3_app(url: str, cfg: config.Config) -> Starlette:
 
     media = S3Media(parse_s3(url), manifest_max_age=cfg.manifest_max_age, mode=cfg.s3_mode)
 
-    pages = PlayerPages(Path("/nonexistent"), cfg.player_assets, cfg.manifest_max_age,
-                        cfg.player_url)  # fmt: skip
+    pages = PlayerPages(None, cfg.player_assets, cfg.manifest_max_age, cfg.player_url)
 
     async def index(request: Request) -> Response:
-        return pages.response(request, "", url)
+        return pages.response(request, None, url)
 
     routes = [
         Route("/", index, methods=["GET", "HEAD"]),

@@ -1,6 +1,6 @@
 """Cache-Control by asset class, and MIME types for streaming files.
 
-Contract: :func:`range_refused` says which Range headers the origin refuses outright;
+Contract: :func:`range_action` says what the origin does with a Range header;
 :func:`cache_control` maps a served path to its header value: files whose names
 carry a content hash never change and are cached for a year as ``immutable``; manifests are
 short-lived with ``stale-while-revalidate``; anything else gets a short default.
@@ -35,12 +35,30 @@ def register_mime_types() -> None:
 
 
 MAX_RANGE_HEADER = 100
+BYTE_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$", re.IGNORECASE)
+SERVE, IGNORE, REFUSE = "serve", "ignore", "refuse"
 
 
-def range_refused(value: str) -> bool:
-    """Whether a Range header gets 416 before any work: one range per request (many
-    small ranges are a way to make a server work hard), and no oversized headers."""
-    return len(value) > MAX_RANGE_HEADER or "," in value
+def range_action(value: str, size: int | None = None) -> str:
+    """What the origin does with a Range header (RFC 9110, section 14.2), the same for
+    every origin: ``"refuse"`` (416) for more than one range (many small ranges are a way
+    to make a server work hard), oversized headers and ranges that cannot be satisfied
+    (a start at or past ``size``, when known; a zero-length suffix); ``"ignore"`` (200 with
+    the whole body) for other units and for ranges that do not parse or run backwards
+    (``bytes=5-2``); ``"serve"`` for one valid byte range."""
+    if len(value) > MAX_RANGE_HEADER or "," in value:
+        return REFUSE
+    match = BYTE_RANGE.match(value.strip())
+    if not match or not (match[1] or match[2]):
+        return IGNORE
+    first, last = match[1], match[2]
+    if first and last and int(last) < int(first):
+        return IGNORE
+    if not first and int(last) == 0:
+        return REFUSE
+    if first and size is not None and int(first) >= size:
+        return REFUSE
+    return SERVE
 
 
 def cache_control(path: str, manifest_max_age: int = 60) -> str:

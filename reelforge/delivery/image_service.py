@@ -8,7 +8,8 @@ request's ``Accept`` (AVIF, then WebP, else JPEG, or PNG for pictures with alpha
 answer says ``Vary: Accept``; results are rendered once (one render per key at a time)
 into the cache folder and served with ``Cache-Control: public, max-age=31536000,
 immutable`` and an ETag. Answers: 403 bad or missing signature, 400 malformed size or
-mode, 404 no such file (or outside the root), 413 too large (bytes or pixels, checked
+mode, 404 no such file (or outside the root, as the origin's access rule decides: a
+private folder's images are 403), 413 too large (bytes or pixels, checked
 before decoding), 415 not an image. Never a 500 for bad input.
 """
 
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from reelforge.delivery.access import AccessDenied, AccessRule, Grant
 from reelforge.delivery.cache import IMMUTABLE
 from reelforge.delivery.signing import sign, verify
 from reelforge.errors import InputError
@@ -52,9 +54,9 @@ def negotiate(accept: str) -> str:
 
 
 class ImageService:
-    def __init__(self, root: Path, cache: Path, key: bytes | None, unsigned: bool,
+    def __init__(self, access: AccessRule, cache: Path, key: bytes | None, unsigned: bool,
                  max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> None:  # fmt: skip
-        self.root, self.cache, self.key, self.unsigned = root, cache, key, unsigned
+        self.access, self.cache, self.key, self.unsigned = access, cache, key, unsigned
         self.limits = {"max_pixels": max_pixels, "max_bytes": max_bytes}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -66,13 +68,14 @@ class ImageService:
         if self.key is None or not verify(self.key, message, signature):
             raise HTTPException(403, "bad signature")
 
-    def _source(self, rel: str) -> Path:
-        if "\x00" in rel or "\\" in rel or rel.startswith("/") or ".." in rel.split("/"):
-            raise HTTPException(404, "no such image")
-        candidate = (self.root / rel).resolve()
-        if not candidate.is_relative_to(self.root) or not candidate.is_file():
-            raise HTTPException(404, "no such image")
-        return candidate
+    def _source(self, rel: str) -> Grant:
+        """The source as the origin's access rule grants it (no token: private folders'
+        images are not resized here)."""
+        try:
+            return self.access.decide(rel)
+        except AccessDenied as exc:
+            raise HTTPException(exc.status, "no such image" if exc.status == 404
+                                else exc.reason) from None  # fmt: skip
 
     async def handle(self, request: Request) -> Response:
         signature = request.path_params["signature"]
@@ -84,9 +87,9 @@ class ImageService:
         width, height = int(match[1]), int(match[2])
         if width > MAX_SIDE or height > MAX_SIDE or (mode != "fit" and not (width and height)):
             raise HTTPException(400, f"sizes are 0-{MAX_SIDE}; fill and smart need both")
-        source = self._source(rel)
+        grant = self._source(rel)
+        source, stat = grant.path, grant.stat
         fmt = negotiate(request.headers.get("accept", ""))
-        stat = source.stat()
         ident = f"{RENDER_VERSION}|{rel}|{stat.st_size}|{stat.st_mtime_ns}|{size}|{mode}|{fmt}"
         key = hashlib.sha256(ident.encode()).hexdigest()[:32]
         lock = self._locks.setdefault(key, asyncio.Lock())

@@ -1,6 +1,8 @@
 """The player page: hls.js (or dash.js) with everything start-up needs inlined.
 
-Contract: :class:`PlayerPages` answers a request for a stream's page with HTML built from
+Contract: :class:`PlayerPages` answers a request for a stream's page (a stream the access
+rule granted; every file the page reads or inlines is granted the same way, with the same
+token) with HTML built from
 ``templates/player.html``: the title, the stream's URLs, the poster (its small preview
 inlined as a data URI, so it shows before any request; else the JPEG's URL), the
 start-up files of :func:`reelforge.delivery.startup.bootstrap` and the player script for
@@ -17,11 +19,13 @@ import functools
 import hashlib
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from reelforge.delivery.access import AccessDenied, AccessRule, Grant
 from reelforge.delivery.compress import choose_encoding, compress_bytes
 from reelforge.delivery.startup import bootstrap
 
@@ -43,43 +47,44 @@ def player_scripts(assets: Path | None, base: str = "/player/") -> dict[str, str
             if (assets / rel).is_file()}  # fmt: skip
 
 
-def _poster(stream: Path, version: str, prefix: str) -> str:
-    report_path = stream / version / "report.json"
+Reader = Callable[[str], "bytes | None"]  # a path relative to the stream folder -> bytes
+
+
+def _json(read: Reader, rel: str) -> dict:
+    data = read(rel)
     try:
-        files = json.loads(report_path.read_text()).get("files", {})
-    except (OSError, ValueError):
+        value = json.loads(data) if data is not None else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _poster(read: Reader, version: str, base: str) -> str:
+    prefix = f"{version}/" if version else ""
+    files = _json(read, f"{prefix}report.json").get("files", {})
+    if not isinstance(files, dict):
         return ""
     preview = files.get("poster_preview")
-    if preview:
-        try:
-            data = (stream / version / preview).read_bytes()
-            return "data:image/webp;base64," + base64.b64encode(data).decode("ascii")
-        except OSError:
-            pass
-    jpeg = files.get("poster", {}).get("jpeg")
-    return f"/media/{prefix + '/' if prefix else ''}{jpeg}" if jpeg else ""
+    if isinstance(preview, str) and (data := read(prefix + preview)) is not None:
+        return "data:image/webp;base64," + base64.b64encode(data).decode("ascii")
+    poster = files.get("poster")
+    jpeg = poster.get("jpeg") if isinstance(poster, dict) else None
+    return f"{base}{prefix}{jpeg}" if isinstance(jpeg, str) else ""
 
 
-def build_page(stream_prefix: str, title: str, root: Path, scripts: dict[str, str],
-               fmt: str) -> str:  # fmt: skip
-    """The page's HTML for the stream at ``root/stream_prefix`` (``""``: the root itself)."""
-    stream = root / stream_prefix if stream_prefix else root
-    version = ""
-    if (stream / "current.json").is_file():  # a versioned stream: files of the current version
-        try:
-            version = json.loads((stream / "current.json").read_text()).get("version") or ""
-        except (OSError, ValueError):
-            version = ""
-    prefix = "/".join(p for p in (stream_prefix, version) if p)
-    base = f"/media/{stream_prefix + '/' if stream_prefix else ''}"
-    boot = bootstrap(stream) if fmt == "hls" else {}
+def build_page(title: str, base: str, read: Reader, scripts: dict[str, str], fmt: str) -> str:
+    """The page's HTML for a stream whose files are under the URL ``base`` (ending in
+    ``/``) and readable, as far as the caller may read them, through ``read``."""
+    version = _json(read, "current.json").get("version") or ""  # a versioned stream
+    version = version if isinstance(version, str) else ""
+    boot = bootstrap(None, read=read) if fmt == "hls" else {}
     page = TEMPLATE.read_text(encoding="utf-8")
     return (
         page.replace("{{TITLE}}", html.escape(title))
         .replace("{{FORMAT}}", fmt)
         .replace("{{MASTER}}", html.escape(base + MASTER))
         .replace("{{MPD}}", html.escape(base + MPD))
-        .replace("{{POSTER}}", html.escape(_poster(stream, version, prefix)))
+        .replace("{{POSTER}}", html.escape(_poster(read, version, base)))
         .replace("{{PLAYERJS}}", html.escape(scripts.get(fmt, "")))
         .replace("{{BOOTSTRAP}}", json.dumps(boot).replace("</", "<\\/"))
     )
@@ -92,31 +97,62 @@ def _mtime(path: Path) -> int:
         return 0
 
 
-class PlayerPages:
-    """Built, compressed pages for the streams under ``root``, cached per stream version."""
+def _nothing(rel: str) -> None:
+    return None
 
-    def __init__(self, root: Path, assets: Path | None, max_age: int,
+
+class PlayerPages:
+    """Built, compressed pages for the streams ``access`` grants (``None``: a remote root
+    whose files are not read here), cached per stream version and token."""
+
+    def __init__(self, access: AccessRule | None, assets: Path | None, max_age: int,
                  player_url: str = "/player/") -> None:  # fmt: skip
-        self.root = root
+        self.access = access
         self.scripts = player_scripts(assets, player_url)
         self.cache_control = f"public, max-age={max_age}, stale-while-revalidate={max_age * 5}"
+        self.private_cache_control = f"private, max-age={max_age}"
+
+    def _reader(self, stream_rel: str, token: str | None) -> Reader:
+        access = self.access
+        if access is None:
+            return _nothing
+
+        def read(rel: str) -> bytes | None:
+            try:
+                grant = access.decide(f"{stream_rel}/{rel}" if stream_rel else rel, token)
+                return grant.path.read_bytes()
+            except (AccessDenied, OSError):
+                return None
+
+        return read
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 (one instance per app, lives as long)
-    def _built(self, prefix: str, title: str, fmt: str, encoding: str | None,
-               _versions: tuple[int, int]) -> tuple[bytes, str]:  # fmt: skip
-        body = build_page(prefix, title, self.root, self.scripts, fmt).encode("utf-8")
+    def _built(self, stream_rel: str, title: str, fmt: str, encoding: str | None,
+               token: str | None, _versions: tuple[int, int]) -> tuple[bytes, str]:  # fmt: skip
+        base = f"/p/{token}/" if token is not None else "/media/"
+        base += f"{stream_rel}/" if stream_rel else ""
+        read = self._reader(stream_rel, token)
+        body = build_page(title, base, read, self.scripts, fmt).encode("utf-8")
         tag = hashlib.sha256(body).hexdigest()[:20]
         if encoding:
             body = compress_bytes(body, encoding)
         return body, f'"{tag}-{encoding or "identity"}"'
 
-    def response(self, request: Request, prefix: str, title: str) -> Response:
+    def response(self, request: Request, grant: Grant | None, title: str,
+                 token: str | None = None) -> Response:  # fmt: skip
+        """The page for the stream ``grant`` names (None: the remote root's)."""
         fmt = "dash" if request.query_params.get("format") == "dash" else "hls"
         encoding = choose_encoding(request.headers.get("accept-encoding", ""))
-        stream = self.root / prefix if prefix else self.root
-        versions = (_mtime(stream / MASTER), _mtime(stream / "current.json"))
-        body, etag = self._built(prefix, title, fmt, encoding, versions)
-        headers = {"ETag": etag, "Cache-Control": self.cache_control, "Vary": "Accept-Encoding"}
+        if grant is None:
+            rel, versions = "", (0, 0)
+        else:
+            rel = grant.rel
+            versions = (_mtime(grant.path / MASTER), _mtime(grant.path / "current.json"))
+        body, etag = self._built(rel, title, fmt, encoding, token, versions)
+        private = token is not None or (grant is not None and grant.private)
+        headers = {"ETag": etag, "Vary": "Accept-Encoding",
+                   "Cache-Control": self.private_cache_control if private
+                   else self.cache_control}  # fmt: skip
         if encoding:
             headers["Content-Encoding"] = encoding
         match = request.headers.get("if-none-match", "")

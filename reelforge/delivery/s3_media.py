@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from reelforge.delivery.cache import cache_control, range_refused
+from reelforge.delivery.cache import IGNORE, REFUSE, cache_control, range_action
 from reelforge.storage import S3Location, client
 
 PRESIGN_SECONDS = 300
@@ -50,9 +50,10 @@ class S3Media:
                                     headers={"Cache-Control": "private, max-age=60"})  # fmt: skip
         params = {"Bucket": self.where.bucket, "Key": key}
         wanted = request.headers.get("range")
-        if wanted:
-            if range_refused(wanted) or not wanted.startswith("bytes="):
-                raise HTTPException(416 if wanted.startswith("bytes=") else 400)
+        action = range_action(wanted) if wanted else IGNORE
+        if action == REFUSE:
+            raise HTTPException(416)
+        if action != IGNORE:
             params["Range"] = wanted
         if etag := request.headers.get("if-none-match"):
             params["IfNoneMatch"] = etag

@@ -2,13 +2,14 @@
 
 Contract: :func:`sign` returns the unpadded base64url HMAC-SHA256 of ``message`` under
 ``key`` (43 characters); :func:`verify` checks one in constant time and never raises on
-malformed input. :func:`make_token` makes a playback token for every path under
+malformed input. :func:`make_token` makes a playback token for the stream folder
 ``prefix`` until ``expires`` (Unix seconds): ``<base64url(expires:prefix)>.<signature>``.
 It travels in the URL path (``/p/<token>/<prefix>/master.m3u8``), so the relative URIs of
 HLS child playlists, segments and DASH segments carry it without rewriting.
-:func:`check_token` raises :class:`TokenError` with status 403 (malformed, bad signature,
-path outside the prefix) or 410 (expired). Keys come from the environment (see
-:mod:`reelforge.config`) and are never logged.
+:func:`read_token` returns a token's prefix or raises :class:`TokenError` with status 403
+(malformed, bad signature, no normalised prefix) or 410 (expired); which paths a prefix
+opens is decided on resolved paths by :mod:`reelforge.delivery.access`. Keys come from
+the environment (see :mod:`reelforge.config`) and are never logged.
 """
 
 from __future__ import annotations
@@ -42,12 +43,30 @@ def _b64(text: str) -> str:
 
 
 def make_token(key: bytes, prefix: str, expires: int) -> str:
-    payload = f"{int(expires)}:{prefix.strip('/')}"
+    """A token for the stream folder ``prefix`` (see :func:`valid_prefix`) until ``expires``."""
+    if not valid_prefix(prefix):
+        raise ValueError(f"not a normalised stream prefix: {prefix!r}")
+    payload = f"{int(expires)}:{prefix}"
     return f"{_b64(payload)}.{sign(key, payload)}"
 
 
-def check_token(key: bytes, token: str, path: str, now: float | None = None) -> str:
-    """Return the token's prefix if it allows ``path`` now; else raise :class:`TokenError`."""
+def valid_prefix(prefix: str) -> bool:
+    """Whether ``prefix`` is a normalised stream path: ``.`` (the root), or non-empty parts
+    separated by single slashes, none of them ``.``, ``..`` or a dot-name."""
+    if prefix == ".":
+        return True
+    parts = prefix.split("/")
+    return (
+        bool(prefix)
+        and "\\" not in prefix
+        and "\x00" not in prefix
+        and all(p and not p.startswith(".") for p in parts)
+    )
+
+
+def read_token(key: bytes, token: str, now: float | None = None) -> str:
+    """The prefix a genuine, unexpired token was made for; else :class:`TokenError`.
+    Tokens without a normalised prefix (an empty one opened everything) are refused."""
     if len(token) > MAX_TOKEN or token.count(".") != 1:
         raise TokenError(403, "malformed token")
     encoded, signature = token.split(".")
@@ -59,9 +78,8 @@ def check_token(key: bytes, token: str, path: str, now: float | None = None) -> 
         raise TokenError(403, "malformed token") from None
     if not verify(key, payload, signature):
         raise TokenError(403, "bad signature")
-    path = path.strip("/")
-    if prefix and path != prefix and not path.startswith(prefix + "/"):
-        raise TokenError(403, "token is for another stream")
+    if not valid_prefix(prefix):
+        raise TokenError(403, "token has no stream scope")
     if (time.time() if now is None else now) >= expires:
         raise TokenError(410, "token expired")
     return prefix

@@ -9,13 +9,15 @@ of each. URIs are relative to the master.
 A player that takes these from the page shows its first frame without a single network
 request of its own; the page pays for the bytes, once, on a connection already open.
 Anything unreadable, or past ``MAX_INLINE`` bytes in all, is left to the network (an
-empty or partial result). Nothing here writes.
+empty or partial result). The origin passes a reader that asks its access rule, so
+nothing is inlined that the viewer could not fetch. Nothing here writes.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 MAX_INLINE = 384 * 1024  # base64 and text, in all
@@ -43,21 +45,31 @@ def _resolve(base: str, uri: str) -> str | None:
     return "/".join(parts)
 
 
+def _disk_reader(stream: Path) -> Callable[[str], bytes | None]:
+    def read(rel: str) -> bytes | None:
+        try:
+            return (stream / rel).read_bytes()
+        except OSError:
+            return None
+
+    return read
+
+
 class _Inline:
     """The files collected so far, keyed by URI relative to the master, within a budget."""
 
-    def __init__(self, stream: Path) -> None:
-        self.stream = stream
+    def __init__(self, read: Callable[[str], bytes | None]) -> None:
+        self._read = read
         self.files: dict[str, dict] = {}
         self.total = 0
 
     def read(self, rel: str | None, binary: bool) -> bytes | str | None:
-        if rel is None:
-            return None
+        data = self._read(rel) if rel is not None else None
+        if data is None or binary:
+            return data
         try:
-            path = self.stream / rel
-            return path.read_bytes() if binary else path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
             return None
 
     def add(self, key: str, data: bytes | str) -> bool:
@@ -83,8 +95,16 @@ def _playlist_parts(text: str) -> tuple[str | None, str | None]:
     return init, first
 
 
-def bootstrap(stream: Path, media_budget: int = MEDIA_BUDGET) -> dict:
-    inline = _Inline(stream)
+def bootstrap(stream: Path | None, media_budget: int = MEDIA_BUDGET,
+              read: Callable[[str], bytes | None] | None = None) -> dict:  # fmt: skip
+    """The start-up files of the stream folder ``stream``, read through ``read`` (a path
+    relative to the stream folder -> its bytes, or None when it may not be read) when
+    given, else from the disk."""
+    if read is None:
+        if stream is None:
+            raise ValueError("bootstrap needs a stream folder or a reader")
+        read = _disk_reader(stream)
+    inline = _Inline(read)
     master = inline.read("master.m3u8", binary=False)
     if not isinstance(master, str) or not inline.add("master.m3u8", master):
         return {}
