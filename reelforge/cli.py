@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from reelforge import __version__
@@ -172,12 +173,12 @@ def _publish_local(source: Path, output: Path, opts, versioned: bool, bars):
     if not versioned:
         return run_publish(source, output, opts, bars), None
     from reelforge.delivery.versions import new_version_name, switch
+    from reelforge.outputs import stream_folder
 
-    if output.exists() and not output.is_dir():
-        raise InputError("is not a stream folder", path=output)
-    version = new_version_name()
-    report = run_publish(source, output / version, opts, bars)
-    return report, switch(output, version)
+    with stream_folder(output, inputs=[source]):  # one version added at a time
+        version = new_version_name()
+        report = run_publish(source, output / version, opts, bars)
+        return report, switch(output, version)
 
 
 def _publish_to_s3(source: Path, url: str, opts, versioned: bool, bars):
@@ -651,7 +652,7 @@ def main() -> None:
     except ReelforgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err = Cancelled("interrupted; partial output removed")
@@ -659,6 +660,13 @@ def main() -> None:
         sys.exit(err.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the environment (disk, permissions) where no step named a file
+        if _state["debug"]:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[red]error:[/] {escape(where + str(exc.strerror or exc))}",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+        sys.exit(1)
     except (typer.Abort, EOFError):
         sys.exit(130)
     except Exception as exc:  # usage errors arrive here in non-standalone mode

@@ -1,7 +1,8 @@
 """Terminal output for the CLI: Rich progress bars and tables, all on stderr.
 
 Contract: :class:`RichProgress` implements :class:`reelforge.progress.Progress` with one
-bar per stage showing percent, done/total and the time left.
+bar per stage showing percent, done/total and the time left. When the block under
+:func:`progress_bars` fails, the bars leave nothing behind, so an error is one line.
 """
 
 from __future__ import annotations
@@ -56,5 +57,19 @@ def progress_bars(enabled: bool = True) -> Iterator[RichProgress | None]:
         TimeRemainingColumn(),
         console=err_console,
     )
-    with bars:
+    bars.start()
+    try:
         yield RichProgress(bars)
+    except BaseException:
+        # The error line is the last word: no bars left above it (cleared on a terminal,
+        # never printed to a file or pipe).
+        bars.live.transient = True
+        raise
+    finally:
+        if not bars.tasks:
+            bars.live.transient = True
+        # Live.stop, not Progress.stop: that one prints a newline on a non-terminal even
+        # when there is nothing on the line (the empty line an error came after).
+        bars.live.stop()
+        if not bars.live.transient and not err_console.is_interactive:
+            err_console.line()

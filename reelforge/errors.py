@@ -42,3 +42,10 @@ class BackendError(ReelforgeError):
     """A model or hosted API failed (after retries) or answered something unusable."""
 
     exit_code = 1
+
+
+class OutputError(ReelforgeError):
+    """The output cannot be written (a read-only or full disk, a path that cannot be a
+    folder); the message names the output, never a temporary, and the system's reason."""
+
+    exit_code = 1

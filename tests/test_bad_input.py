@@ -73,10 +73,15 @@ def test_existing_output_is_refused_without_force(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert_refused(_publish(src, out), str(out), "already exists", "--force")
+    # --force replaces a previous publish (or an empty folder), never someone's folder
+    assert_refused(_publish(src, out, "--force", "--no-quality"), str(out),
+                   "not a previous publish output")  # fmt: skip
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    result = _publish(src, out, "--force", "--no-quality")
-    assert result.returncode == 0, result.stderr
-    assert (out / "master.m3u8").is_file() and not (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    for _ in range(2):
+        result = _publish(src, out, "--force", "--no-quality")
+        assert result.returncode == 0, result.stderr
+    assert (out / "master.m3u8").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stream"]
 
 

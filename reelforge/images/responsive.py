@@ -3,8 +3,11 @@
 Contract: :func:`build_image` turns one source file into a set inside ``out_dir`` and
 returns its manifest entry; :func:`build_sets` does that for many sources (``jobs``
 processes, a progress stage counted in images) inside a temporary sibling of the output
-folder that replaces it only when every image succeeded, and writes ``manifest.json``
-(every entry) and, per image, ``<name>/picture.html`` (see :mod:`.snippet`).
+folder that replaces it only when every image succeeded
+(:func:`reelforge.outputs.output_folder`: never an output holding a source, with ``force``
+only a previous images output), and writes ``manifest.json`` (every entry) and, per image,
+``<name>/picture.html`` (see :mod:`.snippet`). Every source is read whole (limits first,
+from the header) before anything is encoded, so one bad file refuses the batch at once.
 
 For each source (read by :func:`reelforge.images.source.load`: refused before decoding
 when too large, upright, sRGB, metadata stripped):
@@ -34,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from reelforge.errors import InputError
-from reelforge.fsutil import atomic_output_dir, check_output_dir, write_text_atomic
+from reelforge.fsutil import write_text_atomic
 from reelforge.images import placeholder
 from reelforge.images.encoders import DEFAULT_FORMATS, FORMATS
 from reelforge.images.resize import height_for, resize
@@ -43,6 +46,7 @@ from reelforge.images.snippet import picture_html
 from reelforge.images.source import MAX_BYTES, MAX_PIXELS, SourceImage, check, load
 from reelforge.images.ssimulacra2 import Ssimulacra2Reference
 from reelforge.media import ffmpeg
+from reelforge.outputs import IMAGES, check_apart, check_target, output_folder
 from reelforge.progress import NullProgress, Progress
 
 WIDTHS = (320, 640, 960, 1280, 1920, 2560)
@@ -120,10 +124,13 @@ def _frames(path: Path, max_pixels: int) -> tuple[list[Image.Image], list[int]]:
             raise InputError(f"animation of {n} frames at {img.width}x{img.height} is over "
                              f"the {max_pixels / 1e9:.0f} gigapixel limit", path=path)  # fmt: skip
         frames, durations = [], []
-        for frame in ImageSequence.Iterator(img):
-            frames.append(frame.convert("RGBA"))
-            ms = frame.info.get("duration", img.info.get("duration", 100))
-            durations.append(max(20, int(ms or 100)))
+        try:
+            for frame in ImageSequence.Iterator(img):
+                frames.append(frame.convert("RGBA"))
+                ms = frame.info.get("duration", img.info.get("duration", 100))
+                durations.append(max(20, int(ms or 100)))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"animation frames are broken ({exc})", path=path) from None
     return frames, durations
 
 
@@ -219,14 +226,19 @@ def _names(sources: list[Path]) -> list[str]:
 def build_sets(sources: Sequence[Path], output: Path, opts: ImageOptions, *, jobs: int = 1,
                force: bool = False, progress: Progress | None = None) -> dict:  # fmt: skip
     """See the module docstring. Returns the manifest."""
-    check_output_dir(output, force=force)
+    check_apart(output, sources, folder=True)
+    check_target(output, IMAGES, force=force)
     files = collect_sources(sources)
-    for f in files:  # refuse bad sources before any work starts
-        check(f, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
+    check_apart(output, files, folder=True)
+    limits = {"max_pixels": opts.max_pixels, "max_bytes": opts.max_bytes}
+    for f in files:  # refuse bad sources before any work starts: the limits, from headers,
+        check(f, **limits)
+    for f in files:  # then every picture read whole (a truncated file fails only here)
+        load(f, **limits)
     names = _names(files)
     update = (progress or NullProgress()).stage("images", len(files), "images")
     entries: list[dict | None] = [None] * len(files)
-    with atomic_output_dir(output, force=force) as tmp:
+    with output_folder(output, IMAGES, force=force, inputs=[*sources, *files]) as tmp:
         if jobs <= 1:
             for i, (f, n) in enumerate(zip(files, names, strict=True)):
                 entries[i] = build_image(f, n, tmp, opts)

@@ -54,6 +54,7 @@ from reelforge.lipsync.speech import RATE, band_energy, speech_mask
 from reelforge.lipsync.syncmeter import measure
 from reelforge.media import ffmpeg
 from reelforge.media.probe import check_readable_file
+from reelforge.outputs import check_apart, output_files, target_path
 from reelforge.progress import NullProgress, Progress
 from reelforge.voice.post import decode
 
@@ -294,6 +295,7 @@ def talk(
     audio, output = Path(audio), Path(output)
     if (face is None) == (video is None):
         raise InputError("give either --face IMAGE or --video VIDEO")
+    check_apart(output, [audio, face, video], folder=False)
     _check(opts, output)
     notes: list[str] = []
     check_readable_file(audio)
@@ -304,8 +306,13 @@ def talk(
     if speech.size < RATE // 10:
         raise InputError("audio is shorter than 0.1 s", path=audio)
     duration = speech.size / RATE
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with scratch_dir(output) as work:
+    report_path = output.with_suffix(".mp4.report.json")
+    with (
+        output_files(
+            output, companions=[report_path], inputs=[audio, face, video, opts.checkpoint]
+        ) as files,
+        scratch_dir(target_path(output)) as work,
+    ):
         if face is not None:
             picture = _portrait(Path(face), opts, max(1, round(duration * opts.fps)), notes)
         else:
@@ -336,6 +343,6 @@ def talk(
         )  # fmt: skip
         report_tmp = work / "report.json"
         report_tmp.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
-        tmp.replace(output)
-        report_tmp.replace(output.with_suffix(".mp4.report.json"))
+        tmp.replace(files.temp(output))  # the claim renames both into place
+        report_tmp.replace(files.temp(report_path))
     return report

@@ -3,8 +3,10 @@
 Contract: :func:`publish` probes the input, plans the ladder, encodes every rendition in one
 ffmpeg run, cuts CMAF segments with content-hashed names, writes HLS and DASH manifests
 (last), a poster, scrubbing thumbnails, a fast-start MP4 fallback and ``report.json``. All of
-it is built in a temporary sibling of ``output`` and renamed into place at the end: a failed
-or interrupted publish leaves nothing behind, and the input is only ever read.
+it is built in a temporary sibling of ``output`` and renamed into place at the end
+(:func:`reelforge.outputs.output_folder`): a failed or interrupted publish leaves nothing
+behind, the input is only ever read, an output folder holding the input is refused, and
+``force`` replaces only a previous publish output.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 from reelforge import __version__
 from reelforge.errors import InputError
-from reelforge.fsutil import atomic_output_dir, check_output_dir, scratch_dir, write_text_atomic
+from reelforge.fsutil import scratch_dir, write_text_atomic
 from reelforge.media.probe import MediaInfo, probe
+from reelforge.outputs import PUBLISH, check_apart, check_target, output_folder, target_path
 from reelforge.progress import NullProgress, Progress
 from reelforge.video import dash, hls, ladder
 from reelforge.video.codecs import PRESETS, parse_codecs
@@ -99,7 +102,8 @@ def publish(
     source, output = Path(source), Path(output)
     started = time.monotonic()
     validate_options(opts)
-    check_output_dir(output, force=opts.force)
+    check_apart(output, [source], folder=True)
+    check_target(output, PUBLISH, force=opts.force)
     info = probe(source)
     if not info.video and not info.audio:
         raise InputError("has no video or audio stream", path=source)
@@ -124,7 +128,10 @@ def publish(
     key_interval = timeline.keyframe_interval
     audio_settings = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
 
-    with scratch_dir(output) as work, atomic_output_dir(output, force=opts.force) as out:
+    with (
+        output_folder(output, PUBLISH, force=opts.force, inputs=[source]) as out,
+        scratch_dir(target_path(output)) as work,
+    ):
         analysis = None
         if opts.per_title and video is not None:
             from reelforge.video.pertitle import analyse

@@ -8,6 +8,7 @@ through a temporary sibling. Audio is mono float32.
 
 from __future__ import annotations
 
+import io
 import math
 import subprocess
 from fractions import Fraction
@@ -174,17 +175,25 @@ def normalize_for(
     return out
 
 
+def _write_wav(path: Path, audio: np.ndarray, rate: int, subtype: str) -> None:
+    """A WAV file written by Python's own I/O, so a failure (a full disk) is an OSError
+    naming ``path`` (libsndfile reports only "System error")."""
+    buf = io.BytesIO()
+    sf.write(buf, audio, rate, subtype=subtype, format="WAV")
+    path.write_bytes(buf.getbuffer())
+
+
 def encode(audio: np.ndarray, path: Path, rate: int = RATE, subject: str | Path = "") -> None:
     """Write ``audio`` to ``path`` (format by extension) through a temporary sibling."""
     suffix = path.suffix.lower()
     tmp = path.with_name(f".{path.name}.partial{suffix}")
     try:
         if suffix == ".wav":
-            sf.write(tmp, audio, rate, subtype="PCM_24", format="WAV")
+            _write_wav(tmp, audio, rate, "PCM_24")
         else:
             pcm = tmp.with_suffix(".pcm.wav")
-            sf.write(pcm, audio, rate, subtype="FLOAT", format="WAV")
             try:
+                _write_wav(pcm, audio, rate, "FLOAT")
                 codec = ["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"]
                 if suffix == ".opus":
                     codec = ["-c:a", "libopus", "-b:a", "64k", "-application", "voip"]

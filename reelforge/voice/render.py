@@ -3,15 +3,15 @@
 Contract: :func:`render` parses the script, synthesises it chunk by chunk with one backend
 (each chunk served from the cache when nothing that shapes it changed), joins the chunks,
 trims silence, normalises loudness, and writes ``OUT`` (wav, m4a or opus), ``OUT.vtt`` and
-``OUT.report.json``. All three appear together or not at all; the script and reference
-clips are only read.
+``OUT.report.json``. All three appear together or not at all
+(:func:`reelforge.outputs.output_files`); the script and reference clips are only read and
+never named as outputs; the output is claimed, and found writable, before any synthesis.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from reelforge.errors import InputError
+from reelforge.outputs import FileSet, check_apart, output_files
 from reelforge.progress import NullProgress, Progress
 from reelforge.voice import backends as registry
 from reelforge.voice import post
@@ -152,6 +153,7 @@ def render(
     opts = options or VoiceOptions()
     progress = progress or NullProgress()
     output = Path(output)
+    check_apart(output, [script_path], folder=False)
     check_output(output)
     script = load(script_path)
     references = {
@@ -163,7 +165,23 @@ def render(
     backend = registry.create(opts.backend, **opts.backend_options)
     cache = opts.cache or ChunkCache()
     chunks = make_chunks(script, per_turn=backend.name in registry.OFFLINE)
+    inputs = [script_path, *(script.speakers[name].reference for name in references)]
+    with output_files(output, companions=_companions(output), inputs=inputs) as files:
+        return _synthesise(script_path, output, opts, progress, script, references, digests,
+                           backend, cache, chunks, files)  # fmt: skip
 
+
+def _companions(output: Path) -> tuple[Path, Path]:
+    """``OUT.vtt`` and ``OUT.report.json`` beside ``OUT``."""
+    return (output.with_suffix(output.suffix + ".vtt"),
+            output.with_suffix(output.suffix + ".report.json"))  # fmt: skip
+
+
+def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progress,
+                script: Script, references: dict[str, np.ndarray], digests: dict[str, str],
+                backend: Backend, cache: ChunkCache, chunks: list[Chunk],
+                files: FileSet) -> VoiceReport:  # fmt: skip
+    """Synthesise, assemble and measure the script, then write it into ``files``."""
     # prompts: speaker -> (audio, rate, transcript, identity) that later chunks condition on
     prompts: dict[str, tuple[np.ndarray, int, str, str]] = {}
     for name, audio in references.items():
@@ -282,8 +300,7 @@ def render(
             dnsmos=_mos(seg) if opts.mos else None,
         ))  # fmt: skip
 
-    vtt_path = output.with_suffix(output.suffix + ".vtt")
-    report_path = output.with_suffix(output.suffix + ".report.json")
+    vtt_path, report_path = _companions(output)
     report = VoiceReport(
         script=str(script_path), output=str(output), subtitles=str(vtt_path),
         backend=backend.name, model=backend.model, duration=round(total, 3),
@@ -294,7 +311,7 @@ def render(
         backend_calls=calls, cache_hits=hits, turns=turn_reports, chunks=chunk_reports,
         warnings=script.warnings,
     )  # fmt: skip
-    _write_together(output, audio, vtt_path, webvtt(cues), report_path, report)
+    _write_together(files, output, audio, vtt_path, webvtt(cues), report_path, report)
     return report
 
 
@@ -304,20 +321,10 @@ def _mos(audio: np.ndarray) -> dict[str, float] | None:
     return dnsmos(audio, post.RATE)
 
 
-def _write_together(output, audio, vtt_path, vtt, report_path, report) -> None:
-    """Write the three outputs under temporary names, then rename them all."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp_audio = output.with_name(f".{output.stem}.{tag}{output.suffix}")
-    tmp_vtt = vtt_path.with_name(f".{vtt_path.name}.{tag}")
-    tmp_report = report_path.with_name(f".{report_path.name}.{tag}")
-    try:
-        post.encode(audio, tmp_audio, subject=output)
-        tmp_vtt.write_text(vtt, encoding="utf-8")
-        tmp_report.write_text(json.dumps(report.model_dump(), indent=2), encoding="utf-8")
-        tmp_audio.replace(output)
-        tmp_vtt.replace(vtt_path)
-        tmp_report.replace(report_path)
-    finally:
-        for p in (tmp_audio, tmp_vtt, tmp_report):
-            p.unlink(missing_ok=True)
+def _write_together(files: FileSet, output: Path, audio: np.ndarray, vtt_path: Path, vtt: str,
+                    report_path: Path, report: VoiceReport) -> None:  # fmt: skip
+    """Write the three outputs to the claim's temporaries; the claim renames them all."""
+    post.encode(audio, files.temp(output), subject=output)
+    files.temp(vtt_path).write_text(vtt, encoding="utf-8")
+    files.temp(report_path).write_text(json.dumps(report.model_dump(), indent=2),
+                                       encoding="utf-8")  # fmt: skip
