@@ -3,7 +3,8 @@
 Contract: :class:`FaceTracker` takes RGB frames in order and returns, per frame, the
 landmarks of the largest face (or of face ``index`` by size) in pixels, or ``None`` when no
 face is found. :func:`mouth_opening` is the inner-lip gap divided by the distance between
-the outer eye corners, so it does not depend on the face's size in the picture.
+the outer eye corners, so it does not depend on the face's size in the picture. A face whose
+landmarks span under :data:`MIN_FACE_PX` on either side is too small to animate.
 """
 
 from __future__ import annotations
@@ -17,12 +18,26 @@ import numpy as np
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 33, 263
 MOUTH_CORNERS = (61, 291)
+MIN_FACE_PX = 40  # smaller faces have a mouth of a dozen pixels: nothing to animate
 
 
 @dataclass(frozen=True)
 class Face:
     points: np.ndarray  # (468, 2) pixel coordinates
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.box[3] - self.box[1])
+
+    @property
+    def large_enough(self) -> bool:
+        """Whether the face is large enough to animate (:data:`MIN_FACE_PX` each way)."""
+        return min(self.width, self.height) >= MIN_FACE_PX
 
     @property
     def area(self) -> float:

@@ -2,11 +2,15 @@
 
 Contract:
 
-- :func:`load_portrait` reads an image upright (EXIF orientation applied) as RGB, downscaled
-  to at most 1920 px with a note, cropped to even sides.
+- :func:`load_portrait` reads an image with the safe image reader that ``images`` uses
+  (:func:`reelforge.images.source.load`: size and pixel limits checked from the header
+  before decoding, EXIF orientation applied, ICC profiles converted to sRGB) as RGB,
+  downscaled to at most :data:`MAX_SIDE` px with a note, cropped to even sides; a picture
+  under :data:`MIN_SIDE` px on a side is refused.
 - :class:`VideoFootage` opens a video (a one-line :class:`~reelforge.errors.InputError` for a
   file that is not one, or has no video stream) and yields its frames upright as planar
-  YUV 4:2:0 (``(h * 3 / 2, w)`` uint8): a phone video's rotation is applied, so a portrait
+  YUV 4:2:0 (``(h * 3 / 2, w)`` uint8), refusing one under :data:`MIN_SIDE` px on a side: a
+  phone video's rotation is applied, so a portrait
   clip comes out portrait. Its frame rate is the stream's nominal rate. Working in the
   source's own YUV lets a dub keep every pixel outside the face exactly as decoded:
   :func:`to_rgb` gives renderers RGB, and :func:`paste_changes` writes back only the
@@ -25,13 +29,14 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from reelforge.errors import InputError
+from reelforge.images import source
 from reelforge.lipsync.faces import Face, FaceTracker
 from reelforge.media.probe import check_readable_file
 
-MAX_SIDE = 1920
+MAX_SIDE = 1920  # larger portraits are downscaled to this (with a note)
+MIN_SIDE = 64  # smaller pictures hold no face that can be animated
 SYNC_MODES = {
     "cut": "output as long as the shorter of audio and video",
     "loop": "audio longer: the video repeats; shorter: the video is trimmed",
@@ -41,17 +46,13 @@ SYNC_MODES = {
 
 
 def load_portrait(path: Path, notes: list[str]) -> np.ndarray:
-    check_readable_file(path)
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError):
-        raise InputError("not an image that can be read", path=path) from None
-    if max(img.size) > MAX_SIDE:
-        scale = MAX_SIDE / max(img.size)
-        size = (round(img.width * scale), round(img.height * scale))
-        notes.append(f"image downscaled from {img.width}x{img.height} to {size[0]}x{size[1]}")
-        img = img.resize(size, Image.Resampling.LANCZOS)
+    """The portrait as an upright sRGB ``(h, w, 3)`` uint8 array (see the module docstring);
+    a downscale is recorded in ``notes``. Raises :class:`InputError` naming the file."""
+    picture = source.load(path, min_side=MIN_SIDE, max_side=MAX_SIDE)
+    img = picture.image.convert("RGB")
+    if picture.source_size != img.size:
+        (sw, sh), (w, h) = picture.source_size, img.size
+        notes.append(f"image downscaled from {sw}x{sh} to {w}x{h}")
     w, h = img.width - img.width % 2, img.height - img.height % 2
     return np.asarray(img)[:h, :w].copy()
 
@@ -76,6 +77,9 @@ class VideoFootage:
             if first is None:
                 raise InputError("has a video stream without frames", path=path)
             self.rotation = int(getattr(first, "rotation", 0) or 0)
+            if min(first.width, first.height) < MIN_SIDE:
+                raise InputError(f"{first.width}x{first.height} is too small (under "
+                                 f"{MIN_SIDE} px on a side)", path=path)  # fmt: skip
             w, h = first.width - first.width % 2, first.height - first.height % 2
             container.seek(0)
             # Packets, not decoded frames: counting costs a demux, not a decode.

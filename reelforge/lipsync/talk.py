@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from reelforge.errors import InputError
 from reelforge.fsutil import scratch_dir
@@ -39,7 +40,7 @@ from reelforge.lipsync.backends.viseme import (
     head_motion,
     openness_track,
 )
-from reelforge.lipsync.faces import Face, FaceTracker
+from reelforge.lipsync.faces import MIN_FACE_PX, Face, FaceTracker
 from reelforge.lipsync.footage import (
     SYNC_MODES,
     VideoFootage,
@@ -141,12 +142,28 @@ def _portrait(face: Path, opts: TalkOptions, n_audio: int, notes: list[str]) -> 
     if opts.face_index >= len(found):
         raise InputError(f"--face-index {opts.face_index}: only {len(found)} face(s) found",
                          path=face)  # fmt: skip
+    chosen = found[opts.face_index]
+    if not chosen.large_enough:
+        raise InputError(_too_small(chosen), path=face)
     if len(found) > 1:
         notes.append(f"{len(found)} faces found; animating face {opts.face_index} by size")
     h, w = image.shape[:2]
     plan = np.zeros(n_audio, int)
-    return _Picture("image", w, h, float(opts.fps), plan, [found[opts.face_index]],
+    return _Picture("image", w, h, float(opts.fps), plan, [chosen],
                     lambda: (image for _ in plan), len(found), 1)  # fmt: skip
+
+
+def _portrait_file(picture: _Picture, work: Path) -> Path:
+    """The portrait as it was read (upright, sRGB, downscaled, even sides) in a file for a
+    hosted API, so the service animates the picture our report describes."""
+    path = work / "portrait.jpg"
+    Image.fromarray(next(iter(picture.frames()))).save(path, quality=95)
+    return path
+
+
+def _too_small(face: Face) -> str:
+    return (f"the face is {face.width:.0f}x{face.height:.0f} px, too small to animate "
+            f"(at least {MIN_FACE_PX} px each way)")  # fmt: skip
 
 
 def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
@@ -169,12 +186,17 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
             if sink:
                 sink.close()
 
-    faces = smooth(track((to_rgb(yuv) for yuv in counted()), opts.face_index))
+    tracked = smooth(track((to_rgb(yuv) for yuv in counted()), opts.face_index))
+    faces = [f if f is not None and f.large_enough else None for f in tracked]
     found = sum(f is not None for f in faces)
     if not found:
+        seen = [f for f in tracked if f is not None]
+        if seen:
+            raise InputError(_too_small(max(seen, key=lambda f: f.area)), path=path)
         raise InputError("no face found in the video", path=path)
     if found < len(faces):
-        notes.append(f"no face on {len(faces) - found} of {len(faces)} frames: passed through")
+        notes.append(f"no face (or one too small to animate) on {len(faces) - found} of "
+                     f"{len(faces)} frames: passed through")  # fmt: skip
     fps = float(footage.fps)
     plan = frame_plan(len(faces), max(1, round(duration * fps)), opts.sync_mode)
     w, h = footage.width, footage.height
@@ -327,7 +349,7 @@ def talk(
         if opts.backend in LOCAL:
             _render_local(opts, picture, speech, audio, tmp, progress)
         else:
-            visual = Path(face if face is not None else video)
+            visual = Path(video) if video is not None else _portrait_file(picture, work)
             job = _render_hosted(opts, picture, visual, audio, tmp, work, progress)
         render_fps = n / max(time.monotonic() - started, 1e-6)
         reading = measure(tmp, face_index=0).as_dict() if opts.check_sync else None
