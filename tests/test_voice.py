@@ -14,10 +14,11 @@ import soundfile as sf
 from conftest import assert_refused, media, run_cli
 from scipy.signal import resample
 
+from reelforge.errors import InputError
 from reelforge.voice import post
 from reelforge.voice.cache import ChunkCache
 from reelforge.voice.render import VoiceOptions, render
-from reelforge.voice.script import ScriptError, parse
+from reelforge.voice.script import parse
 
 SCRIPT = """---
 speakers:
@@ -67,7 +68,7 @@ def test_parse_turns_scenes_cues_and_front_matter():
 
 def test_unknown_cue_is_a_warning_and_passes_through():
     script = parse("[S1] Hello (dances) there.")
-    assert script.warnings == ["line 1: unknown nonverbal tag (dances) passed through"]
+    assert script.warnings == ["<script>:1:12: unknown nonverbal tag (dances) passed through"]
     assert [p.text for p in script.turns[0].pieces] == ["Hello", "dances", "there."]
 
 
@@ -78,11 +79,12 @@ def test_unknown_cue_is_a_warning_and_passes_through():
         ("---\nspeakers:\n  S3: {seed: 1}\n---\n[S1] Hi.", "x.txt:2:1", "unknown speaker 'S3'"),
         ("---\nspeakers: [a\n---\n[S1] Hi.", "x.txt:", "not valid YAML"),
         ("---\nspeakers: {}\n", "x.txt:1:1", "never closed"),
-        ("\n\n", "x.txt:1:1", "no turns"),
+        ("\n\n", "x.txt: nothing to speak", "no turns"),
+        ("[S1] Hi.\n[S2]", "x.txt:2:1", "[S2] turn is empty"),
     ],
 )
 def test_parse_errors_name_line_and_column(text, where, message):
-    with pytest.raises(ScriptError) as err:
+    with pytest.raises(InputError) as err:
         parse(text, "x.txt")
     assert str(err.value).startswith(where) and message in str(err.value)
 

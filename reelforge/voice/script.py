@@ -13,8 +13,14 @@ others are kept with a warning. Front matter maps speakers to voices::
     [S1] Hello there. (laughs) It has been a while.
     [S2] Too long!
 
+Any other bracketed tag (``[X]``, ``[Narrator]``, ``[s1]``) is a warning and is left out:
+it is neither spoken nor subtitled, and the words around it stay in the current turn (a line
+that opens with one continues the current turn).
+
 Contract: :func:`parse` returns a :class:`Script` or raises :class:`ScriptError`, whose
-message names the file, line and column.
+message names the file, line and column; a script with no words to speak (empty, only
+comments or front matter, only cues) is refused with an :class:`~reelforge.errors.InputError`
+that says ``nothing to speak``. Warnings name ``file:line:column`` too.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,7 +41,9 @@ NONVERBAL_TAGS = (
     "humming", "sneezes", "chuckle", "whistles",
 )  # fmt: skip
 SPEAKER_TAG = re.compile(r"\[(S[1-9][0-9]?)\]")
+BRACKET_TAG = re.compile(r"\[[^\[\]]{0,40}\]")  # a speaker tag or a tag we leave out
 CUE = re.compile(r"\(([^()]{1,40})\)")
+WORD = re.compile(r"\w")
 
 
 class ScriptError(InputError):
@@ -73,11 +82,38 @@ class Turn:
     text: str
     line: int
     pieces: list[Piece] = field(default_factory=list)
+    column: int = 1  # of the speaker tag
+    where: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    """(line, column) in the script of each character of ``text``."""
 
     @property
     def spoken_text(self) -> str:
         """The words only, without nonverbal cues."""
         return " ".join(p.text for p in self.pieces if p.kind == "text").strip()
+
+    @property
+    def has_words(self) -> bool:
+        return any(p.kind == "text" and WORD.search(p.text) for p in self.pieces)
+
+    def append(self, text: str, line: int, column: int) -> None:
+        """Add ``text`` (its first character at ``column`` of ``line``) to the turn, with
+        every run of whitespace, and the break between two additions, read as one space."""
+        if self.text and not self.text.endswith(" "):
+            self.text += " "
+            self.where.append((line, column))
+        for offset, char in enumerate(text):
+            if char.isspace():
+                if not self.text or self.text.endswith(" "):
+                    continue
+                char = " "
+            self.text += char
+            self.where.append((line, column + offset))
+
+    def finish(self) -> None:
+        """Drop trailing whitespace once every line is in."""
+        stripped = self.text.rstrip()
+        del self.where[len(stripped) :]
+        self.text = stripped
 
 
 @dataclass
@@ -92,10 +128,11 @@ class Script:
         return sorted({t.speaker for t in self.turns}, key=lambda s: int(s[1:]))
 
 
-def split_pieces(text: str) -> tuple[list[Piece], list[str]]:
-    """Split a turn's text into words and cues; unknown cues are reported by name."""
+def split_pieces(text: str) -> tuple[list[Piece], list[tuple[str, int]]]:
+    """Split a turn's text into words and cues; unknown cues are reported by name and by
+    the offset of their ``(`` in ``text``."""
     pieces: list[Piece] = []
-    unknown: list[str] = []
+    unknown: list[tuple[str, int]] = []
     pos = 0
     for m in CUE.finditer(text):
         before = text[pos : m.start()].strip()
@@ -103,7 +140,7 @@ def split_pieces(text: str) -> tuple[list[Piece], list[str]]:
             pieces.append(Piece("text", before))
         name = m.group(1).strip().lower()
         if name not in NONVERBAL_TAGS:
-            unknown.append(name)
+            unknown.append((name, m.start()))
         pieces.append(Piece("cue", name))
         pos = m.end()
     rest = text[pos:].strip()
@@ -140,7 +177,7 @@ def parse(text: str, path: str | Path | None = None) -> Script:
     lines = text.splitlines()
     meta, body_start = _front_matter(lines, path)
     turns: list[Turn] = []
-    warnings: list[str] = []
+    notes: list[tuple[int, int, str]] = []  # line, column, warning
     scene = 0
     current: Turn | None = None
     blank_run = True
@@ -153,33 +190,62 @@ def parse(text: str, path: str | Path | None = None) -> Script:
                 current = None
                 blank_run = True
             continue
+        tags = list(BRACKET_TAG.finditer(raw))
+        left_out = [m for m in tags if not SPEAKER_TAG.fullmatch(m.group())]
+        for m in left_out:
+            message = f"{m.group()} is not a speaker tag ([S1], [S2], ...): left out"
+            notes.append((line_no, m.start() + 1, message))
+        if not BRACKET_TAG.sub("", raw).strip() and len(left_out) == len(tags):
+            continue  # only tags we leave out: the line says nothing
         if blank_run and turns:
             scene += 1
         blank_run = False
-        col = len(raw) - len(raw.lstrip()) + 1
-        m = SPEAKER_TAG.match(stripped)
-        if m is None:
-            if current is None:
-                raise ScriptError(path, line_no, col, "turn has no speaker tag such as [S1]")
-            current.text = f"{current.text} {stripped}".strip()
-            continue
-        # Several turns may share a line: "[S1] Hi. [S2] Hello."
-        parts = SPEAKER_TAG.split(stripped)
-        for i in range(1, len(parts), 2):
-            current = Turn(len(turns), scene, parts[i], parts[i + 1].strip(), line_no)
-            turns.append(current)
-    if not turns:
-        raise ScriptError(path, max(1, body_start + 1), 1, "script has no turns")
+        # Text before a speaker tag continues the current turn; several turns may share a
+        # line: "[S1] Hi. [S2] Hello."
+        pos, opener = 0, None
+        for m in [*tags, None]:
+            end = m.start() if m is not None else len(raw)
+            chunk = raw[pos:end]
+            if chunk.strip():
+                if current is None:
+                    _no_speaker(path, line_no, opener, pos + len(chunk) - len(chunk.lstrip()))
+                current.append(chunk, line_no, pos + 1)
+            if m is None:
+                break
+            pos = m.end()
+            if SPEAKER_TAG.fullmatch(m.group()):
+                current = Turn(len(turns), scene, m.group()[1:-1], "", line_no,
+                               column=m.start() + 1)  # fmt: skip
+                turns.append(current)
+            elif current is None and opener is None:
+                opener = m
     for turn in turns:
+        turn.finish()
         turn.pieces, unknown = split_pieces(turn.text)
-        for name in unknown:
-            warnings.append(f"line {turn.line}: unknown nonverbal tag ({name}) passed through")
+        for name, offset in unknown:
+            at_line, at_column = turn.where[offset]
+            notes.append((at_line, at_column, f"unknown nonverbal tag ({name}) passed through"))
+    if not any(turn.has_words for turn in turns):
+        why = "only nonverbal cues, no words" if turns else "no turns such as [S1] Hello."
+        raise InputError(f"nothing to speak ({why})", path=path)
+    for turn in turns:
         if not turn.pieces:
-            raise ScriptError(path, turn.line, 1, f"[{turn.speaker}] turn is empty")
+            raise ScriptError(path, turn.line, turn.column, f"[{turn.speaker}] turn is empty")
     speakers = _speakers(meta, turns, path)
+    where = path or "<script>"
+    warnings = [f"{where}:{line}:{column}: {message}" for line, column, message in sorted(notes)]
     return Script(
         speakers=speakers, turns=turns, warnings=warnings, path=Path(path) if path else None
     )
+
+
+def _no_speaker(path, line: int, opener: re.Match | None, offset: int) -> NoReturn:
+    """Raise for words that no speaker tag before them claims."""
+    if opener is not None:
+        raise ScriptError(path, line, opener.start() + 1,
+                          f"{opener.group()} is not a speaker tag; turns start with [S1], "
+                          "[S2], ...")  # fmt: skip
+    raise ScriptError(path, line, offset + 1, "turn has no speaker tag such as [S1]")
 
 
 def _speakers(meta: dict, turns: list[Turn], path) -> dict[str, VoiceSpec]:
@@ -229,5 +295,5 @@ def load(path: str | Path) -> Script:
     except UnicodeDecodeError:
         raise InputError("script is not UTF-8 text", path=path) from None
     if not text.strip():
-        raise InputError("script is empty", path=path)
+        raise InputError("nothing to speak (the script is empty)", path=path)
     return parse(text, path)
