@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from reelforge.errors import InputError, MediaError, OutputError
+from reelforge.errors import InputError, MediaError, OutputError, ReelforgeError
 
 PathLike = str | Path
 _DISK_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
@@ -271,7 +271,9 @@ def _disk_full(folder: Path) -> bool:
         st = os.statvfs(folder)
     except OSError:
         return False
-    return st.f_bavail == 0 or st.f_bfree == 0 or st.f_favail == 0
+    no_blocks = st.f_blocks > 0 and (st.f_bavail == 0 or st.f_bfree == 0)
+    no_inodes = st.f_files > 0 and st.f_favail == 0  # some file systems report no inodes
+    return no_blocks or no_inodes
 
 
 def _environment_failure(exc: Exception, parent: Path, names: tuple[str, ...]) -> str | None:
@@ -281,8 +283,8 @@ def _environment_failure(exc: Exception, parent: Path, names: tuple[str, ...]) -
     that hides the errno, ffmpeg) counts as the disk's when the output's file system is
     full now, while our temporaries still hold their space.
     """
-    if isinstance(exc, InputError):
-        return None
+    if isinstance(exc, ReelforgeError) and not isinstance(exc, MediaError):
+        return None  # the user's mistake, a backend, an interrupt: said as they are
     if isinstance(exc, OSError) and _ours(exc.filename, parent, names):
         return exc.strerror or str(exc)
     if _disk_full(parent):
@@ -412,7 +414,10 @@ def output_folder(
             yield tmp
             _place_folder(tmp, path, shown, kind, existed)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.is_symlink():  # the target was a link to a previous output: swapped here
+                tmp.unlink()
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _place_folder(tmp: Path, path: Path, shown: Path, kind: OutputKind, existed: bool) -> None:
