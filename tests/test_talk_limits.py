@@ -146,3 +146,13 @@ def test_an_oriented_portrait_talks_upright(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["width"], report["height"]) == (512, 768) and report["faces_found"] == 1
+
+
+def test_sync_check_of_a_faceless_clip_is_undetermined_in_one_answer(tmp_path):
+    """No face and a steady tone: an undetermined reading, and no numpy warning on stderr."""
+    clip = tmp_path / "pattern.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=128x128:d=1", "-f", "lavfi", "-i",
+               "sine=d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest", clip)  # fmt: skip
+    result = run_cli("sync-check", clip, "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert json.loads(result.stdout)["determined"] is False

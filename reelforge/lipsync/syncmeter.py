@@ -160,13 +160,20 @@ def _refine(curve: np.ndarray, k: int) -> float:
     return float(k)
 
 
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation, NaN (without a warning) when either series is constant."""
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def _effective_samples(video: np.ndarray, audio: np.ndarray, max_k: int = 20) -> float:
     """Independent samples behind a correlation of two autocorrelated series (Bartlett)."""
     n = video.size
     total = 0.0
     for k in range(1, min(max_k, n - 2)):
-        rv = np.corrcoef(video[:-k], video[k:])[0, 1]
-        ra = np.corrcoef(audio[:-k], audio[k:])[0, 1]
+        rv = _pearson(video[:-k], video[k:])
+        ra = _pearson(audio[:-k], audio[k:])
         if np.isfinite(rv) and np.isfinite(ra):
             total += rv * ra
     return n / max(1.0, 1.0 + 2.0 * total)
