@@ -498,23 +498,38 @@ def output_files(
 def stream_folder(stream: PathLike, *, inputs: Iterable[PathLike | None] = ()) -> Iterator[Path]:
     """Hold a versioned stream folder for the block (one publish adds a version at a time).
 
-    Refuses an input inside it and an existing folder that is neither empty nor a stream
-    folder (``current.json``), so a version is never added to someone else's folder.
+    Refuses an input inside it and an existing folder that is neither a stream folder
+    (``current.json``) nor empty (hidden entries aside: a first version may be on its way,
+    or left by a killed run), so a version is never added to someone else's folder. The
+    folder is judged under the lock, so a run in progress is named as such.
     """
     shown = Path(stream)
     check_apart(shown, inputs, folder=True)
-
-    def check() -> None:
-        if not os.path.lexists(shown):
-            return
-        if not shown.is_dir():
-            raise InputError("is not a stream folder", path=shown)
-        if (shown / "current.json").is_file() or not any(shown.iterdir()):
-            return
-        raise InputError("exists and is not a versioned stream folder (no current.json); "
-                         "choose another output", path=shown)  # fmt: skip
-
-    check()
     with locked(shown) as path:
-        check()
+        if os.path.lexists(shown):
+            if not shown.is_dir():
+                raise InputError("is not a stream folder", path=shown)
+            visible = [p for p in shown.iterdir() if not p.name.startswith(".")]
+            if visible and not (shown / "current.json").is_file():
+                raise InputError("exists and is not a versioned stream folder (no "
+                                 "current.json); choose another output", path=shown)  # fmt: skip
+            _remove_stale_versions(path)
         yield path
+
+
+_VERSION_LEFTOVER = re.compile(
+    r"^\.\.?v\d{8}T\d{6}Z-[0-9a-f]{4}\.((partial|work|old)-[0-9a-f]{8}|lock$)"
+)
+
+
+def _remove_stale_versions(stream: Path) -> None:
+    """Temporaries and lock files of versions a killed run was adding (we hold the
+    stream's lock, so no run is adding one now)."""
+    for entry in stream.iterdir():
+        if not _VERSION_LEFTOVER.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()

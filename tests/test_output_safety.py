@@ -191,6 +191,22 @@ def test_two_publishes_into_one_output_one_wins_whole(tmp_path, clips):
     assert leftovers(tmp_path) == []
 
 
+def test_two_versioned_publishes_into_one_stream_add_one_version(tmp_path, clips):
+    stream = tmp_path / "show"
+    procs = {name: publish_proc(clips[name], stream, "--versioned") for name in ("a", "b")}
+    results = {name: finish(p) for name, p in procs.items()}
+    winners = [n for n, r in results.items() if r.returncode == 0]
+    assert len(winners) == 1, {n: (r.returncode, r.stderr) for n, r in results.items()}
+    (loser,) = set(results) - set(winners)
+    one_line(results[loser], 2, f"another run (PID {procs[winners[0]].pid}) is writing")
+    versions = [p for p in stream.iterdir() if p.is_dir()]
+    assert len(versions) == 1
+    assert json.loads((stream / "current.json").read_text())["version"] == versions[0].name
+    assert json.loads((versions[0] / "report.json").read_text())["input"] == str(
+        clips[winners[0]])  # fmt: skip
+    assert leftovers(tmp_path) == [] and leftovers(stream) == []
+
+
 def test_a_killed_run_neither_holds_the_output_nor_leaves_litter(tmp_path, clips):
     out = tmp_path / "stream"
     proc = publish_proc(clips["a"], out)
@@ -202,6 +218,22 @@ def test_a_killed_run_neither_holds_the_output_nor_leaves_litter(tmp_path, clips
     assert r.returncode == 0, r.stderr
     _complete_stream(out)
     assert leftovers(tmp_path) == []
+
+
+def test_a_killed_versioned_run_leaves_nothing_the_next_one_keeps(tmp_path, clips):
+    stream = tmp_path / "show"
+    proc = publish_proc(clips["a"], stream, "--versioned")
+    deadline = time.monotonic() + 60
+    while not (stream.is_dir() and any(".partial-" in p.name for p in stream.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = run_cli("publish", clips["short"], "-o", stream, "--versioned", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert leftovers(stream) == [] and leftovers(tmp_path) == []
+    assert [p.name for p in stream.iterdir() if p.is_dir()] == [
+        json.loads((stream / "current.json").read_text())["version"]]  # fmt: skip
 
 
 @pytest.mark.parametrize("what", ["empty folder", "someone's folder"])
