@@ -58,7 +58,12 @@ def gc(
     for s in streams:
         if not (s / CURRENT).is_file():
             raise InputError(f"is not a versioned stream folder (no {CURRENT})", path=s)
-    removed = {str(s): collect_garbage(s, grace, dry_run=dry_run) for s in streams}
+    from reelforge.outputs import stream_folder
+
+    removed = {}
+    for s in streams:
+        with stream_folder(s):  # the stream's lock: never while a version is being added
+            removed[str(s)] = collect_garbage(s, grace, dry_run=dry_run)
     if as_json:
         print(json.dumps({"removed": removed, "dry_run": dry_run}, indent=2))
         return

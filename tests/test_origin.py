@@ -285,3 +285,30 @@ def test_gc_keeps_what_is_pointed_at(versioned):
     assert not (show / v1).exists() and (show / v2 / "master.m3u8").is_file()
     bad = run_cli("gc", root)
     assert bad.returncode == 2 and "not a versioned stream folder" in bad.stderr
+
+
+def test_gc_waits_for_no_publish(versioned, tmp_path):
+    """gc takes the stream's lock: while a publish holds it, gc refuses and removes nothing."""
+    import sys
+
+    root, (_, current) = versioned
+    stream = tmp_path / "show"
+    shutil.copytree(root / "show", stream, symlinks=True)
+    old = stream / "v20200101T000000Z-abcd"  # a version nothing points to
+    shutil.copytree(stream / current, old)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom reelforge.outputs import stream_folder\n"
+         f"with stream_folder({str(stream)!r}):\n    print('held', flush=True)\n"
+         "    time.sleep(60)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = run_cli("gc", stream, "--grace", "0")
+        assert busy.returncode == 2 and str(holder.pid) in busy.stderr, busy.stderr
+        assert old.is_dir()
+        holder.kill()
+        holder.wait()
+        done = json.loads(run_cli("gc", stream, "--grace", "0", "--json").stdout)
+        assert done["removed"] == {str(stream): [old.name]} and not old.exists()
+    finally:
+        holder.kill()
+        holder.wait()
