@@ -8,6 +8,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from reelforge.cli_delivery import cdn_app, gc, image_url, sign_app
 from reelforge.cli_options import JsonOpt
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
+from reelforge.media import ffmpeg  # light (the standard library): the signal handler uses it
 
 app = typer.Typer(
     name="reelforge",
@@ -636,14 +638,20 @@ app.add_typer(sign_app, name="sign")
 app.add_typer(cdn_app, name="cdn")
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _interrupted(signum, frame) -> None:
+    """SIGINT or SIGTERM: stop every ffmpeg now (they run in sessions of their own, so a
+    terminal's Ctrl-C never reaches them) and unwind with KeyboardInterrupt, once: a repeated
+    signal while the partial output is being removed does not cut that short."""
+    ffmpeg.request_stop()
+    if not _state.get("stopping"):
+        _state["stopping"] = True
+        raise KeyboardInterrupt
 
 
 def main() -> None:
     """Entry point: run the app, turning errors into one line and an exit code."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)  # even if started with it ignored
     try:
         code = app(standalone_mode=False)
         if code == Cancelled.exit_code:  # Typer turns KeyboardInterrupt into this exit code
@@ -655,9 +663,15 @@ def main() -> None:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        ffmpeg.stop_all()  # any still running (in another thread) is gone before we exit
         err = Cancelled("interrupted; partial output removed")
         err_console.print(f"[red]error:[/] {err}", soft_wrap=True)
-        sys.exit(err.exit_code)
+        # Every partial output is gone by now (removed while the interrupt unwound). Exit at
+        # once: an abandoned worker thread may still be inside a model's native code, which
+        # neither waiting for nor tearing the interpreter down around it is safe.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(err.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except OSError as exc:  # the environment (disk, permissions) where no step named a file

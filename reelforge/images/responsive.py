@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,6 +213,12 @@ def collect_sources(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def _build_numbered(job: tuple[int, Path, str, Path, ImageOptions]) -> tuple[int, dict]:
+    """:func:`build_image` in a pool worker, with the image's place in the batch."""
+    i, *args = job
+    return i, build_image(*args)
+
+
 def _names(sources: list[Path]) -> list[str]:
     seen: dict[str, int] = {}
     names = []
@@ -244,11 +250,13 @@ def build_sets(sources: Sequence[Path], output: Path, opts: ImageOptions, *, job
                 entries[i] = build_image(f, n, tmp, opts)
                 update(i + 1)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(build_image, f, n, tmp, opts): i
-                           for i, (f, n) in enumerate(zip(files, names, strict=True))}  # fmt: skip
-                for done, fut in enumerate(as_completed(futures), start=1):
-                    entries[futures[fut]] = fut.result()
+            # A Pool, not a ProcessPoolExecutor: leaving the block (Ctrl-C, SIGTERM, an image
+            # that failed) terminates the workers at once instead of waiting, for as long as
+            # an image takes, for those still encoding.
+            work = [(i, f, n, tmp, opts) for i, (f, n) in enumerate(zip(files, names, strict=True))]
+            with multiprocessing.Pool(jobs, initializer=ffmpeg.install_worker_stop) as pool:
+                for done, (i, entry) in enumerate(pool.imap_unordered(_build_numbered, work), 1):
+                    entries[i] = entry
                     update(done)
         manifest = {
             "images": entries,

@@ -3,7 +3,17 @@
 Contract: callers pass argument lists (never shell strings). :func:`run` streams
 ``-progress pipe:1`` output into a callback as seconds of output produced, and raises
 :class:`~reelforge.errors.MediaError` naming the input and quoting the tail of stderr when
-ffmpeg fails. An interrupted run (KeyboardInterrupt) stops ffmpeg before re-raising.
+ffmpeg fails. An interrupted run (KeyboardInterrupt, or any exception raised while ffmpeg
+runs) stops ffmpeg before re-raising: SIGTERM, then SIGKILL if it has not exited within
+:data:`STOP_GRACE` seconds (on SIGTERM ffmpeg flushes its encoders, which for a slow preset
+takes seconds), and waits for it, so no ffmpeg outlives the call.
+
+For a whole process being told to stop: :func:`request_stop` (safe in a signal handler: it
+only sends signals) stops every ffmpeg this process runs, in any thread, within
+:data:`STOP_GRACE` seconds, and their callers see them fail; :func:`stop_all` does the same
+and also waits for them (call it outside signal handlers, before the process exits). A
+worker process that its parent may terminate calls :func:`install_worker_stop` first: its
+ffmpeg runs then die with it.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -24,6 +35,12 @@ ProgressCallback = Callable[[float], None]
 """Receives the number of seconds of media written so far."""
 
 STDERR_TAIL_LINES = 8
+STOP_GRACE = 0.3  # seconds ffmpeg may take to exit on SIGTERM before it is killed
+
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.RLock()  # re-entrant: request_stop runs in signal handlers
+_kill_due = threading.Event()  # set by request_stop: the reaper kills survivors after grace
+_reaper: threading.Thread | None = None
 
 
 @cache
@@ -55,19 +72,28 @@ def _execute(
     """Start ffmpeg in its own session (Ctrl-C reaches us and we stop it), keep the tail of
     its stderr, let ``feed`` talk to it, wait, and raise :class:`MediaError` on failure."""
     tail: collections.deque[str] = collections.deque(maxlen=200)
-    proc = subprocess.Popen(
-        cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd,
-        start_new_session=True,
-    )  # fmt: skip
+    _start_reaper()
+    with _running_lock:
+        proc = subprocess.Popen(
+            cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd,
+            start_new_session=True,
+        )  # fmt: skip
+        _running.add(proc)
     err_thread = threading.Thread(target=_reader, args=(proc.stderr, tail), daemon=True)
     err_thread.start()
     try:
         feed(proc)
         proc.wait()
     except BaseException:
-        _stop(proc)
+        _stop([proc])
         raise
     finally:
+        with _running_lock:
+            _running.discard(proc)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         err_thread.join(timeout=5)
     if proc.returncode != 0:
         raise MediaError(_failure_message(proc.returncode, tail), path=subject)
@@ -107,6 +133,20 @@ def run(
              cwd=cwd)  # fmt: skip
 
 
+def capture(args: Sequence[str], *, subject: str | Path) -> bytes:
+    """Run ``ffmpeg <args>``, which must write to ``pipe:1``, and return what it wrote.
+    Raises like :func:`run`."""
+    written: list[bytes] = []
+
+    def feed(proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        written.append(proc.stdout.read())
+
+    cmd = [*_base_command(), "-nostdin", *map(str, args)]
+    _execute(cmd, subject, feed=feed, stdout=subprocess.PIPE)
+    return b"".join(written)
+
+
 def run_with_frames(args: Sequence[str], frames: Iterable[bytes], *, subject: str | Path) -> None:
     """Run ``ffmpeg <args>`` feeding raw video ``frames`` (bytes objects) on its stdin.
 
@@ -118,27 +158,104 @@ def run_with_frames(args: Sequence[str], frames: Iterable[bytes], *, subject: st
         try:
             for frame in frames:
                 proc.stdin.write(frame)
+            proc.stdin.close()  # on failure or interruption ffmpeg is stopped first
         except BrokenPipeError:
             pass  # ffmpeg stopped reading; its exit status tells why
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
 
     cmd = [*_base_command(), *map(str, args)]
     _execute(cmd, subject, feed=feed, stdin=subprocess.PIPE)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Ask ffmpeg to quit, then kill it if it does not."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def request_stop() -> None:
+    """Ask every running ffmpeg to quit now and have the survivors killed after
+    :data:`STOP_GRACE` seconds. Sends signals only (no waiting, no locks another frame of
+    this thread could hold), so a signal handler may call it."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        _signal(proc, signal.SIGTERM)
+    if procs:
+        _kill_due.set()
+
+
+def stop_all() -> None:
+    """Stop every ffmpeg this process is running (in any thread) within about
+    :data:`STOP_GRACE` seconds and wait until they are gone. Their callers see them fail."""
+    with _running_lock:
+        procs = list(_running)
+    _stop(procs)
+
+
+def install_worker_stop() -> None:
+    """For a pool worker process (its initializer): SIGTERM from the parent kills this
+    worker's ffmpeg runs and ends the worker at once, without a traceback; SIGINT (a
+    terminal's Ctrl-C reaches the whole process group) is left to the parent, which stops
+    its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
+
+
+def _end_worker(signum, frame) -> None:
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        _signal(proc, signal.SIGKILL)
+    os._exit(128 + signum)
+
+
+def _forget_parent_runs() -> None:
+    """In a forked child: the parent's ffmpeg runs and reaper thread are not ours."""
+    global _running_lock, _kill_due, _reaper
+    _running.clear()
+    _running_lock = threading.RLock()
+    _kill_due = threading.Event()
+    _reaper = None
+
+
+os.register_at_fork(after_in_child=_forget_parent_runs)
+
+
+def _start_reaper() -> None:
+    """The thread that carries out :func:`request_stop`'s kills (started once, before the
+    first ffmpeg, so that a signal handler never has to start a thread)."""
+    global _reaper
+    with _running_lock:
+        if _reaper is None:
+            _reaper = threading.Thread(target=_reap, name="ffmpeg-reaper", daemon=True)
+            _reaper.start()
+
+
+def _reap() -> None:
+    while True:
+        _kill_due.wait()
+        time.sleep(STOP_GRACE)
+        _kill_due.clear()
+        with _running_lock:
+            procs = list(_running)
+        for proc in procs:
+            _signal(proc, signal.SIGKILL)  # their owners reap them
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to ffmpeg's session (ffmpeg and anything it started), if still there."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Ask each ffmpeg (and anything it started: its session) to quit, kill those that have
+    not within :data:`STOP_GRACE` seconds, and wait for them all."""
+    live = [p for p in procs if p.poll() is None]
+    for proc in live:
+        _signal(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal(proc, signal.SIGKILL)
+            proc.wait()
 
 
 def _failure_message(code: int, tail: collections.deque[str]) -> str:

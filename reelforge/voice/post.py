@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import soundfile as sf
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import lfilter, resample_poly
 
+from reelforge.errors import MediaError
 from reelforge.media import ffmpeg
 
 RATE = 48_000
@@ -207,10 +207,11 @@ def encode(audio: np.ndarray, path: Path, rate: int = RATE, subject: str | Path 
 
 
 def decode(path: Path, rate: int = RATE) -> np.ndarray:
-    """Decode any audio file to mono float32 at ``rate`` (ffmpeg)."""
-    cmd = [ffmpeg.ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-ac", "1",
-           "-ar", str(rate), "-f", "f32le", "-"]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, check=False)
-    if result.returncode != 0:
-        raise ValueError(result.stderr.decode(errors="replace").strip().splitlines()[-1:])
-    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+    """Decode any audio file to mono float32 at ``rate`` (ffmpeg); :class:`ValueError`
+    with ffmpeg's reason when it is not audio ffmpeg can read."""
+    try:
+        raw = ffmpeg.capture(["-i", str(path), "-ac", "1", "-ar", str(rate), "-f", "f32le",
+                              "pipe:1"], subject=path)  # fmt: skip
+    except MediaError as exc:
+        raise ValueError(exc.reason) from None
+    return np.frombuffer(raw, dtype=np.float32).copy()

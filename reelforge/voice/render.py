@@ -11,10 +11,13 @@ never named as outputs; the output is claimed, and found writable, before any sy
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -33,6 +36,7 @@ from reelforge.voice.subtitles import SubtitleCue, webvtt
 GAP_SAME_TURN = 0.15
 GAP_TURN = 0.35
 GAP_SCENE = 0.8
+R = TypeVar("R")
 ANCHOR_TEXT = "This is how I sound when I tell a story, calm and clear."
 
 
@@ -217,7 +221,6 @@ def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progres
     def make(n: int) -> tuple[Synthesis, float]:
         t0 = time.monotonic()
         synth = backend.synthesize(chunks[n], script.speakers, voice_prompts)
-        cache.put(keys[n], synth)
         return synth, time.monotonic() - t0
 
     missing = [n for n, f in enumerate(found) if f is None]
@@ -226,18 +229,12 @@ def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progres
     done = len(chunks) - len(missing)
     update(done)
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(make, n): n for n in missing}
-        try:
-            for future in as_completed(futures):
-                made[futures[future]] = future.result()
-                calls += 1
-                done += 1
-                update(done)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    for n, result in _in_background(make, missing, workers):
+        cache.put(keys[n], result[0])  # here, so a chunk abandoned half-made is never kept
+        made[n] = result
+        calls += 1
+        done += 1
+        update(done)
     synthesis_wall = time.monotonic() - started
     for n, f in enumerate(found):
         if f is not None:
@@ -313,6 +310,43 @@ def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progres
     )  # fmt: skip
     _write_together(files, output, audio, vtt_path, webvtt(cues), report_path, report)
     return report
+
+
+def _in_background(call: Callable[[int], R], items: list[int],
+                   workers: int) -> Iterator[tuple[int, R]]:  # fmt: skip
+    """``(item, call(item))`` for every item, in the order they finish, computed on
+    ``workers`` daemon threads while this thread waits (so a signal interrupts the wait at
+    once, even while a backend is inside native code). A call's exception is raised here.
+    When the caller stops early (an error, Ctrl-C), no further call starts and running ones
+    are abandoned, not waited for: a chunk can take minutes, and a daemon thread does not
+    hold the process open."""
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    results: queue.SimpleQueue[tuple[int, R | None, BaseException | None]] = queue.SimpleQueue()
+    for item in items:
+        todo.put(item)
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((item, call(item), None))
+            except BaseException as exc:  # handed to the waiting thread
+                results.put((item, None, exc))
+
+    for _ in range(min(workers, len(items))):
+        threading.Thread(target=work, name="voice-synthesis", daemon=True).start()
+    try:
+        for _ in items:
+            item, value, error = results.get()
+            if error is not None:
+                raise error
+            yield item, value  # type: ignore[misc]
+    finally:
+        stop.set()
 
 
 def _mos(audio: np.ndarray) -> dict[str, float] | None:
