@@ -3,21 +3,25 @@ speaker tags are warned about (``file:line:column``) and never spoken or subtitl
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from conftest import assert_refused, run_cli
+from fakes import FakeSegmind
 
 from reelforge.voice.script import ScriptError, parse
 
 
-def _voice(tmp_path: Path, text: str, *extra: str):
+def _voice(tmp_path: Path, text: str, *extra: str, env: dict | None = None):
     script = tmp_path / "script.txt"
     script.write_text(text)
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "FAL_KEY"}
+    env = {**{k: v for k, v in os.environ.items() if k != "FAL_KEY"}, **(env or {})}
     env["REELFORGE_CACHE_DIR"] = str(tmp_path / "cache")
     result = run_cli("voice", script, "-o", out / "speech.wav", "--no-mos", *extra, env=env)
     return script, out, result
@@ -100,3 +104,20 @@ def test_unknown_tags_are_neither_spoken_nor_subtitled(tmp_path):
     assert "[X]" not in vtt and "Narrator" not in vtt
     assert "<v S1>Good morning everyone. The room fell quiet." in vtt
     assert "<v S2>Hello." in vtt
+
+
+def test_a_backend_that_returns_silence_is_an_error(tmp_path):
+    """Words were sent, nothing came back: one line and exit 1, not a file at -inf LUFS."""
+    silent = io.BytesIO()
+    sf.write(silent, np.zeros(24_000, np.float32), 24_000, format="WAV")
+    fake = FakeSegmind(silent.getvalue())
+    try:
+        script, out, result = _voice(tmp_path, "[S1] Hello there.\n", "--backend", "segmind",
+                                     env={"SEGMIND_API_KEY": "test-segmind-key",
+                                          "SEGMIND_API_URL": fake.base})  # fmt: skip
+    finally:
+        fake.close()
+    assert result.returncode == 1, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and "━" not in ln]
+    assert lines == [f"error: {script}: segmind returned only silence for this script"]
+    assert list(out.iterdir()) == []

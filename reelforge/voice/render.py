@@ -6,6 +6,8 @@ trims silence, normalises loudness, and writes ``OUT`` (wav, m4a or opus), ``OUT
 ``OUT.report.json``. All three appear together or not at all
 (:func:`reelforge.outputs.output_files`); the script and reference clips are only read and
 never named as outputs; the output is claimed, and found writable, before any synthesis.
+A script with nothing to speak is refused before that (see :mod:`reelforge.voice.script`);
+a backend that returns only silence is a :class:`~reelforge.errors.BackendError`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from reelforge.errors import InputError
+from reelforge.errors import BackendError, InputError
 from reelforge.outputs import FileSet, check_apart, output_files
 from reelforge.progress import NullProgress, Progress
 from reelforge.voice import backends as registry
@@ -260,6 +262,9 @@ def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progres
             gaps.append(GAP_SAME_TURN if prev == this else GAP_TURN if same_scene else GAP_SCENE)
         parts.append(trimmed)
     joined, starts = post.join(parts, gaps)
+    if not np.isfinite(post.loudness(joined)):  # silence: nothing to normalise or subtitle
+        raise BackendError(f"{backend.name} returned only silence for this script",
+                           path=script_path)  # fmt: skip
     audio, lead = post.trim_silence(joined)
     audio = post.normalize_for(audio, output.suffix, opts.target_lufs)
     total = audio.size / post.RATE
