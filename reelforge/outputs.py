@@ -83,8 +83,14 @@ class OutputKind:
     recognises: Callable[[Path], bool]
 
 
+def _is_make_output(folder: Path) -> bool:
+    made = _json_dict(folder / "make.json")
+    return made is not None and isinstance(made.get("steps"), list)
+
+
 PUBLISH = OutputKind("publish", _is_publish_output)
 IMAGES = OutputKind("images", _is_images_output)
+MAKE = OutputKind("make", _is_make_output)
 
 
 # --- overlap with inputs ----------------------------------------------------------------

@@ -133,18 +133,29 @@ def _check(opts: TalkOptions, output: Path) -> None:
         raise InputError("the wav2lip backend needs --checkpoint PATH (Wav2Lip weights)")
 
 
-def _portrait(face: Path, opts: TalkOptions, n_audio: int, notes: list[str]) -> _Picture:
-    image = load_portrait(face, notes)
+def _find_face(image: np.ndarray, face: Path, face_index: int) -> tuple[Face, list[Face]]:
     with FaceTracker(still=True, max_faces=8) as tracker:
         found = tracker.faces(image)
     if not found:
         raise InputError("no face found in the image", path=face)
-    if opts.face_index >= len(found):
-        raise InputError(f"--face-index {opts.face_index}: only {len(found)} face(s) found",
+    if face_index >= len(found):
+        raise InputError(f"--face-index {face_index}: only {len(found)} face(s) found",
                          path=face)  # fmt: skip
-    chosen = found[opts.face_index]
+    chosen = found[face_index]
     if not chosen.large_enough:
         raise InputError(_too_small(chosen), path=face)
+    return chosen, found
+
+
+def check_portrait(face: str | Path, face_index: int = 0) -> None:
+    """Raise :class:`InputError` (naming ``face``) unless it is a portrait :func:`talk`
+    can animate: readable within the image limits, with face ``face_index`` large enough."""
+    _find_face(load_portrait(Path(face), []), Path(face), face_index)
+
+
+def _portrait(face: Path, opts: TalkOptions, n_audio: int, notes: list[str]) -> _Picture:
+    image = load_portrait(face, notes)
+    chosen, found = _find_face(image, face, opts.face_index)
     if len(found) > 1:
         notes.append(f"{len(found)} faces found; animating face {opts.face_index} by size")
     h, w = image.shape[:2]
