@@ -20,6 +20,7 @@ from rich.table import Table
 
 from reelforge import __version__
 from reelforge.cli_delivery import cdn_app, gc, image_url, sign_app
+from reelforge.cli_make import make as make_command
 from reelforge.cli_options import JsonOpt
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
@@ -633,6 +634,7 @@ def sync_check(
 
 
 app.command("image-url")(image_url)
+app.command("make")(make_command)
 app.command()(gc)
 app.add_typer(sign_app, name="sign")
 app.add_typer(cdn_app, name="cdn")

@@ -1,0 +1,51 @@
+"""The ``make`` command: a story file in, a published, subtitled stream out.
+
+Contract: a thin shell over :func:`reelforge.pipeline.graph.run_make`; prints a table of
+the steps (or, with ``--json``, progress as JSON lines and the report as the last line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reelforge.cli_options import JsonOpt
+from reelforge.console import err_console, out_console, progress_bars
+
+
+def make(
+    story: Annotated[Path, typer.Argument(help="The story file (YAML: title, cast, scenes).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output folder (default: the story's output:)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a story into a published stream: voices, talking shots, footage, subtitles."""
+    from reelforge import config
+    from reelforge.pipeline.graph import run_make
+    from reelforge.pipeline.runner import JsonLinesSink
+
+    cfg = config.load()
+    args = {"story": str(story.absolute()), "output": str(output) if output else None}
+    if as_json:
+        report = run_make(args, cfg, sink=JsonLinesSink())
+        print(report.model_dump_json(), flush=True)
+        return
+    with progress_bars(enabled=err_console.is_terminal) as bars:
+        report = run_make(args, cfg, progress=bars)
+    table = Table(title=f"{report.title}: {report.output}")
+    for col in ("step", "status", "seconds", "key"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for step in report.steps:
+        table.add_row(step["step"], step["status"], f"{step['seconds']:.1f}", step["key"][:12])
+    out_console.print(table)
+    done = sum(1 for s in report.steps if s["status"] == "done")
+    out_console.print(
+        f"{report.duration:.1f} s of video in {report.seconds:.1f} s; {done} steps made, "
+        f"{len(report.steps) - done} from the cache. Watch it: reelforge serve {report.output}",
+        highlight=False,
+    )
