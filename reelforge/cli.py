@@ -20,6 +20,7 @@ from rich.table import Table
 
 from reelforge import __version__
 from reelforge.cli_delivery import cdn_app, gc, image_url, sign_app
+from reelforge.cli_jobs import jobs_app, recorded, watch
 from reelforge.cli_make import make as make_command
 from reelforge.cli_options import JsonOpt
 from reelforge.console import err_console, out_console, progress_bars
@@ -154,7 +155,10 @@ def publish(
     )
     from reelforge.storage import is_s3
 
-    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
+    with (
+        progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
+        recorded("publish", output, bars, inputs={"input": input}) as bars,
+    ):
         if is_s3(output):
             report, state = _publish_to_s3(input, output, opts, versioned, bars)
         else:
@@ -333,7 +337,12 @@ def images(
                         base_url=base_url)  # fmt: skip
     from reelforge.storage import is_s3, parse_s3, upload_tree
 
-    with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
+    with (
+        progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
+        recorded(
+            "images", output, bars, inputs={f"source{i}": s for i, s in enumerate(sources)}
+        ) as bars,
+    ):
         if is_s3(output):
             import tempfile
 
@@ -638,6 +647,8 @@ app.command("make")(make_command)
 app.command()(gc)
 app.add_typer(sign_app, name="sign")
 app.add_typer(cdn_app, name="cdn")
+app.add_typer(jobs_app, name="jobs")
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(watch)
 
 
 def _interrupted(signum, frame) -> None:

@@ -356,6 +356,20 @@ class State:
 
 
 _resuming: contextvars.ContextVar[str | None] = contextvars.ContextVar("resuming", default=None)
+_reporting: contextvars.ContextVar[ProgressSink | None] = contextvars.ContextVar(
+    "reporting", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting(sink: ProgressSink) -> Iterator[None]:
+    """Within the block, recorded steps that were given no sink report to ``sink`` (a
+    watcher shows the progress of the publishes it starts)."""
+    token = _reporting.set(sink)
+    try:
+        yield
+    finally:
+        _reporting.reset(token)
 
 
 @contextlib.contextmanager
@@ -389,13 +403,15 @@ def recorded_step(state: State, job_id: str, spec: StepSpec,
     """Run the block as the job's step ``spec`` (not cached: it writes the user's output),
     recorded ``running`` then ``done`` or ``failed``; yields the step's progress, which
     honours the cancel flag. The key is computed from the inputs as they are; one that
-    cannot be (a missing input) is left empty for the step's own error to explain."""
+    cannot be (a missing input, a folder) is left empty for the step's own error to explain."""
+    plain = all(Path(p).is_file() for p in spec.inputs.values())  # a folder is not read here
     try:
-        key = step_key(spec, state.digests)
+        key = step_key(spec, state.digests) if plain else ""
     except (ReelforgeError, OSError):
         key = ""
     started = time.monotonic()
     state.store.step_started(job_id, spec.name, key)
+    sink = sink or _reporting.get()
     watch = CancelWatch(state.store, job_id)
     step_progress = JobProgress(state.store, job_id, spec.name, forward=progress, sink=sink,
                                 check=watch.check)  # fmt: skip
