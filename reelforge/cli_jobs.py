@@ -247,8 +247,10 @@ def list_jobs(
         out_console.print("no jobs" + (f" {status}" if status else ""))
         return
     table = Table(title=f"{len(jobs)} jobs")
-    for col in ("id", "kind", "status", "progress", "created", "output"):
+    table.add_column("id", no_wrap=True, min_width=14)
+    for col in ("kind", "status", "progress", "created"):
         table.add_column(col)
+    table.add_column("output", overflow="fold")
     for j in jobs:
         table.add_row(j.id, j.kind, j.status, _progress_text(j), _when(j.created_at),
                       escape(j.output))  # fmt: skip
