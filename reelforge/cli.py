@@ -153,66 +153,23 @@ def publish(
         fallback=fallback,
         force=force,
     )
-    from reelforge.storage import is_s3
+    from reelforge.delivery.deliver import publish_to
 
     with (
         progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
         recorded("publish", output, bars, inputs={"input": input}) as bars,
     ):
-        if is_s3(output):
-            report, state = _publish_to_s3(input, output, opts, versioned, bars)
-        else:
-            report, state = _publish_local(input, Path(output), opts, versioned, bars)
+        done = publish_to(input, output, opts, versioned=versioned, progress=bars)
+    report = done.report
     if as_json:
         data = json.loads(report.model_dump_json())
-        if state is not None:
-            data["version"] = state["version"]
+        if done.version is not None:
+            data["version"] = done.version
         print(json.dumps(data, indent=2))
         return
     _print_publish_summary(report)
-    if state is not None:
-        out_console.print(f"{output} now points at version {state['version']}")
-
-
-def _publish_local(source: Path, output: Path, opts, versioned: bool, bars):
-    from reelforge.video.publish import publish as run_publish
-
-    if not versioned:
-        return run_publish(source, output, opts, bars), None
-    from reelforge.delivery.versions import new_version_name, switch
-    from reelforge.outputs import stream_folder
-
-    with stream_folder(output, inputs=[source]):  # one version added at a time
-        version = new_version_name()
-        report = run_publish(source, output / version, opts, bars)
-        return report, switch(output, version)
-
-
-def _publish_to_s3(source: Path, url: str, opts, versioned: bool, bars):
-    """Publish into a local scratch folder, then upload (pointers last)."""
-    import tempfile
-    from dataclasses import replace
-
-    from reelforge.progress import NullProgress
-    from reelforge.storage import download_file, parse_s3, upload_tree
-
-    where = parse_s3(url)
-    with tempfile.TemporaryDirectory(prefix="reelforge-publish-") as tmp:
-        local = Path(tmp) / "stream"
-        local.mkdir()
-        if versioned:
-            download_file(where, "current.json", local / "current.json")
-            report, state = _publish_local(source, local, opts, True, bars)
-        else:
-            # the scratch folder is ours; S3 objects are replaced
-            report, state = _publish_local(source, local / "out", replace(opts, force=True),
-                                           False, bars)  # fmt: skip
-            local = local / "out"
-        files = sum(1 for p in local.rglob("*") if p.is_file())
-        update = (bars or NullProgress()).stage("upload", files, "files")
-        update(upload_tree(local, where))
-    report.output = url
-    return report, state
+    if done.version is not None:
+        out_console.print(f"{output} now points at version {done.version}")
 
 
 def _print_publish_summary(report) -> None:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from reelforge.delivery.cache import cache_control, register_mime_types
 from reelforge.errors import InputError, ReelforgeError
-
-POINTERS = ("master.m3u8", "manifest.mpd", "current.json", "manifest.json")
+from reelforge.layout import POINTERS
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reelforge.delivery.signing import TokenError, read_token
+from reelforge.layout import MASTER
 
 PRIVATE_MARKER = ".private"
-MASTER = "master.m3u8"
 ROOT_SCOPE = "."
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import mimetypes
 import re
 
-HASHED = re.compile(r"-[0-9a-f]{10}\.[A-Za-z0-9]+$")
+from reelforge.layout import HASHED
+
 MANIFEST_SUFFIXES = (".m3u8", ".mpd", ".vtt", ".json")
 IMMUTABLE = "public, max-age=31536000, immutable"
 

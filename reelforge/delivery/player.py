@@ -28,10 +28,9 @@ from starlette.responses import Response
 from reelforge.delivery.access import AccessDenied, AccessRule, Grant
 from reelforge.delivery.compress import choose_encoding, compress_bytes
 from reelforge.delivery.startup import bootstrap
+from reelforge.layout import CURRENT, MASTER, MPD, REPORT
 
 TEMPLATE = Path(__file__).with_name("templates") / "player.html"
-MASTER = "master.m3u8"
-MPD = "manifest.mpd"
 PLAYER_SCRIPTS = {
     "hls": "hls.js/dist/hls.min.js",
     "dash": "dashjs/dist/modern/umd/dash.all.min.js",
@@ -61,7 +60,7 @@ def _json(read: Reader, rel: str) -> dict:
 
 def _poster(read: Reader, version: str, base: str) -> str:
     prefix = f"{version}/" if version else ""
-    files = _json(read, f"{prefix}report.json").get("files", {})
+    files = _json(read, f"{prefix}{REPORT}").get("files", {})
     if not isinstance(files, dict):
         return ""
     preview = files.get("poster_preview")
@@ -75,7 +74,7 @@ def _poster(read: Reader, version: str, base: str) -> str:
 def build_page(title: str, base: str, read: Reader, scripts: dict[str, str], fmt: str) -> str:
     """The page's HTML for a stream whose files are under the URL ``base`` (ending in
     ``/``) and readable, as far as the caller may read them, through ``read``."""
-    version = _json(read, "current.json").get("version") or ""  # a versioned stream
+    version = _json(read, CURRENT).get("version") or ""  # a versioned stream
     version = version if isinstance(version, str) else ""
     boot = bootstrap(None, read=read) if fmt == "hls" else {}
     page = TEMPLATE.read_text(encoding="utf-8")
@@ -147,7 +146,7 @@ class PlayerPages:
             rel, versions = "", (0, 0)
         else:
             rel = grant.rel
-            versions = (_mtime(grant.path / MASTER), _mtime(grant.path / "current.json"))
+            versions = (_mtime(grant.path / MASTER), _mtime(grant.path / CURRENT))
         body, etag = self._built(rel, title, fmt, encoding, token, versions)
         private = token is not None or (grant is not None and grant.private)
         headers = {"ETag": etag, "Vary": "Accept-Encoding",

@@ -20,6 +20,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from reelforge.layout import MASTER
+
 MAX_INLINE = 384 * 1024  # base64 and text, in all
 MEDIA_BUDGET = 96 * 1024  # the first video and audio segments together, raw bytes
 ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
@@ -105,8 +107,8 @@ def bootstrap(stream: Path | None, media_budget: int = MEDIA_BUDGET,
             raise ValueError("bootstrap needs a stream folder or a reader")
         read = _disk_reader(stream)
     inline = _Inline(read)
-    master = inline.read("master.m3u8", binary=False)
-    if not isinstance(master, str) or not inline.add("master.m3u8", master):
+    master = inline.read(MASTER, binary=False)
+    if not isinstance(master, str) or not inline.add(MASTER, master):
         return {}
     lines = master.splitlines()
     variants = []  # (bandwidth, uri, codecs)
@@ -128,7 +130,7 @@ def bootstrap(stream: Path | None, media_budget: int = MEDIA_BUDGET,
                 break
     firsts: list[tuple[str, str | None]] = []  # (key, path) of each first media segment
     for uri in wanted:
-        rel = _resolve("master.m3u8", uri)
+        rel = _resolve(MASTER, uri)
         text = inline.read(rel, binary=False)
         if not isinstance(text, str) or not inline.add(uri, text):
             continue

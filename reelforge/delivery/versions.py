@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import shutil
 import time
 import xml.etree.ElementTree as ET
@@ -24,15 +23,10 @@ from pathlib import Path
 
 from reelforge.errors import InputError
 from reelforge.fsutil import write_text_atomic
+from reelforge.layout import CURRENT, MASTER, MPD, VERSION, new_version_name
 
-VERSION = re.compile(r"^v\d{8}T\d{6}Z-[0-9a-f]{4}$")
-CURRENT = "current.json"
+__all__ = ["CURRENT", "VERSION", "collect_garbage", "new_version_name", "read_current", "switch"]
 DASH_NS = "urn:mpeg:dash:schema:mpd:2011"
-
-
-def new_version_name(now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    return f"v{stamp}-{secrets.token_hex(2)}"
 
 
 def read_current(stream: Path) -> dict:
@@ -71,7 +65,7 @@ def _prefix_mpd(text: str, version: str) -> str:
 def switch(stream: Path, version: str, now: float | None = None) -> dict:
     """Point the stream at ``version`` (a complete publish inside it); returns current.json."""
     folder = stream / version
-    if not VERSION.match(version) or not (folder / "master.m3u8").is_file():
+    if not VERSION.match(version) or not (folder / MASTER).is_file():
         raise InputError("is not a published version", path=folder)
     now = time.time() if now is None else now
     state = read_current(stream)
@@ -80,11 +74,10 @@ def switch(stream: Path, version: str, now: float | None = None) -> dict:
         if h["version"] == state.get("version"):
             h.setdefault("superseded_at", now)
     history.append({"version": version, "published_at": now})
-    write_text_atomic(stream / "master.m3u8",
-                      _prefix_playlist((folder / "master.m3u8").read_text(), version))  # fmt: skip
-    if (folder / "manifest.mpd").is_file():
-        write_text_atomic(stream / "manifest.mpd",
-                          _prefix_mpd((folder / "manifest.mpd").read_text(), version))  # fmt: skip
+    write_text_atomic(stream / MASTER,
+                      _prefix_playlist((folder / MASTER).read_text(), version))  # fmt: skip
+    if (folder / MPD).is_file():
+        write_text_atomic(stream / MPD, _prefix_mpd((folder / MPD).read_text(), version))
     state = {"version": version, "switched_at": now, "history": history}
     write_text_atomic(stream / CURRENT, json.dumps(state, indent=2))
     return state

@@ -157,9 +157,19 @@ def build_command(
     timeline: Timeline,
     preset: str,
     audio: AudioSettings | None,
+    start: float | None = None,
+    duration: float | None = None,
 ) -> tuple[list[str], EncodeOutputs]:
-    """The full ffmpeg argument list and the files it will write."""
-    args: list[str] = ["-i", str(source)]
+    """The full ffmpeg argument list and the files it will write. ``start`` and
+    ``duration`` limit the decode to that range, seeked frame-accurately (ffmpeg decodes
+    from the keyframe before ``start`` and drops what precedes it); the outputs' time zero
+    is the range's start."""
+    args: list[str] = []
+    if start:
+        args += ["-ss", f"{start:.6f}"]
+    if duration is not None:
+        args += ["-t", f"{duration:.6f}"]
+    args += ["-i", str(source)]
     written: dict[str, Path] = {}
     if outputs:
         if not info.video:
@@ -198,6 +208,8 @@ def encode_ladder(
     preset: str = "balanced",
     audio: AudioSettings | None = AudioSettings(),
     on_progress: Callable[[float], None] | None = None,
+    start: float | None = None,
+    duration: float | None = None,
 ) -> EncodeOutputs:
     """Run the single ffmpeg process; ``on_progress`` receives seconds of media done."""
     args, written = build_command(
@@ -208,6 +220,8 @@ def encode_ladder(
         timeline=timeline,
         preset=preset,
         audio=audio,
+        start=start,
+        duration=duration,
     )
     ffmpeg.run(args, subject=source, on_progress=on_progress)
     return written

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reelforge.layout import content_name
 from reelforge.media import ffmpeg
-from reelforge.video.package import content_name
 
 
 def write_fallback(video: Path | None, audio: Path | None, outdir: Path, stem: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from reelforge import layout
 from reelforge.video.package import Track, target_duration
 
 VERSION = 7
@@ -95,7 +96,7 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
             f"DEFAULT={'YES' if i == 0 else 'NO'}",
             "AUTOSELECT=YES",
             f'CHANNELS="{a.channels}"',
-            f'URI="{a.uri("playlist.m3u8")}"',
+            f'URI="{a.uri(layout.MEDIA_PLAYLIST)}"',
         ]
         lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
     if not video:
@@ -104,7 +105,7 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
                 f"#EXT-X-STREAM-INF:BANDWIDTH={math.ceil(a.peak_bitrate)},"
                 f'AVERAGE-BANDWIDTH={math.ceil(a.average_bitrate)},CODECS="{a.codec}"'
             )
-            lines.append(a.uri("playlist.m3u8"))
+            lines.append(a.uri(layout.MEDIA_PLAYLIST))
         return "\n".join(lines) + "\n"
     for v in sorted(video, key=lambda t: t.peak_bitrate):
         codecs = ",".join([v.codec, *audio_codecs])
@@ -119,12 +120,12 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
             attrs.append(f'AUDIO="{AUDIO_GROUP}"')
         attrs.append("CLOSED-CAPTIONS=NONE")
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
-        lines.append(v.uri("playlist.m3u8"))
+        lines.append(v.uri(layout.MEDIA_PLAYLIST))
     for v in sorted(video, key=lambda t: t.peak_bitrate):
         peak, avg = iframe_bandwidth(v)
         lines.append(
             f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={avg},"
-            f'CODECS="{v.codec}",RESOLUTION={v.width}x{v.height},URI="{v.uri("iframes.m3u8")}"'
+            f'CODECS="{v.codec}",RESOLUTION={v.width}x{v.height},URI="{v.uri(layout.IFRAME_PLAYLIST)}"'
         )
     return "\n".join(lines) + "\n"
 
@@ -137,6 +138,6 @@ def _language_name(code: str | None) -> str:
 def write_track_playlists(root: Path, track: Track) -> None:
     """Write ``playlist.m3u8`` (and ``iframes.m3u8`` for video) into the track's directory."""
     folder = root / track.directory
-    (folder / "playlist.m3u8").write_text(media_playlist(track), encoding="utf-8")
+    (folder / layout.MEDIA_PLAYLIST).write_text(media_playlist(track), encoding="utf-8")
     if track.kind == "video":
-        (folder / "iframes.m3u8").write_text(iframe_playlist(track), encoding="utf-8")
+        (folder / layout.IFRAME_PLAYLIST).write_text(iframe_playlist(track), encoding="utf-8")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from reelforge import layout
 from reelforge.errors import InputError
 
 LOW_RUNG_MAX_FPS = 30.0
@@ -137,7 +138,7 @@ def plan(
         fps, fps_filter = frame_rate_plan(source_fps, cap)
         out.append(
             Rendition(
-                name=f"{codec}-{w}x{h}-{bitrate}k",
+                name=layout.video_track_id(codec, w, h, bitrate),
                 codec=codec,
                 width=w,
                 height=h,

@@ -12,16 +12,16 @@ manifests and the report use.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reelforge import layout
+from reelforge.layout import content_name
 from reelforge.media import mp4
 from reelforge.video.timeline import Timeline
 
 MIN_TAIL = 0.5  # seconds; a shorter last segment is merged into the one before
-HASH_CHARS = 10
 STYP = struct.pack(">I4s4sI4s4s", 24, b"styp", b"msdh", 0, b"msdh", b"msix")
 
 
@@ -116,11 +116,6 @@ class Track:
         return f"{self.directory}/{name}"
 
 
-def content_name(stem: str, data: bytes, suffix: str) -> str:
-    """``stem-<hash>.suffix`` where the hash is the first hex digits of SHA-256(data)."""
-    return f"{stem}-{hashlib.sha256(data).hexdigest()[:HASH_CHARS]}{suffix}"
-
-
 def target_duration(durations: list[float]) -> int:
     """The longest duration rounded to whole seconds, at least 1 (RFC 8216)."""
     return max(1, max((round(d) for d in durations), default=1))
@@ -161,11 +156,11 @@ def package_track(
     """Write ``source``'s init and media segments under ``outdir/directory``."""
     parsed = mp4.read_fragmented(source)
     data = source.read_bytes()
-    directory = directory or f"{kind}/{track_id}"
+    directory = directory or layout.track_directory(kind, track_id)
     target = outdir / directory
     target.mkdir(parents=True, exist_ok=True)
     init = data[: parsed.init_end]
-    init_name = content_name("init", init, ".mp4")
+    init_name = content_name(layout.INIT, init, ".mp4")
     (target / init_name).write_bytes(init)
     ts = parsed.track.timescale
     # Present the first frame at its decode time (CMAF): remove the B-frame reorder delay.
@@ -182,7 +177,7 @@ def package_track(
             if kind == "video" and frag.starts_with_sync:
                 length = frag.first_sample_end - frag.offset
                 iframes.append(IFrame(offset=at, length=length, start=frag.decode_time / ts))
-        name = content_name(f"seg-{number:05d}", bytes(body), ".m4s")
+        name = content_name(layout.segment_stem(number), bytes(body), ".m4s")
         (target / name).write_bytes(body)
         segments.append(
             Segment(

@@ -18,8 +18,9 @@ import av
 import numpy as np
 from PIL import Image
 
+from reelforge import layout
+from reelforge.layout import content_name
 from reelforge.media.probe import VideoStreamInfo
-from reelforge.video.package import content_name
 
 CANDIDATES = 12
 MIN_LUMA, MAX_LUMA, MIN_CONTRAST = 24.0, 232.0, 12.0
@@ -136,7 +137,7 @@ def write_poster(img: Image.Image, outdir: Path, max_width: int) -> dict[str, st
     names: dict[str, str] = {}
     for fmt, suffix in POSTER_FORMATS.items():
         data = encode_image(img, fmt, max_width)
-        name = content_name("poster", data, suffix)
+        name = content_name(layout.POSTER, data, suffix)
         (outdir / name).write_bytes(data)
         names[fmt] = name
     return names
@@ -154,7 +155,7 @@ def write_poster_preview(img: Image.Image, outdir: Path) -> str:
     small = img.resize((PREVIEW_WIDTH, height), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     small.save(buf, "WEBP", quality=PREVIEW_QUALITY, method=6)
-    name = content_name("poster-preview", buf.getvalue(), ".webp")
+    name = content_name(layout.POSTER_PREVIEW, buf.getvalue(), ".webp")
     (outdir / name).write_bytes(buf.getvalue())
     return name
 
@@ -185,8 +186,8 @@ def write_sprites(
     tile_width: int = 160,
     columns: int = 10,
     rows: int = 10,
-    sheet_dir: str = "thumbs",
-    vtt_name: str = "thumbnails.vtt",
+    sheet_dir: str = layout.SPRITE_DIR,
+    vtt_name: str = layout.THUMBNAILS_VTT,
 ) -> SpriteResult:
     """Tile keyframes of ``rendition`` (every ``interval`` s) into JPEG sprite sheets.
 
@@ -225,7 +226,7 @@ def write_sprites(
             sheet.paste(tile, ((i % columns) * tile_width, (i // columns) * tile_h))
         buf = io.BytesIO()
         sheet.save(buf, "JPEG", quality=70, optimize=True, progressive=True)
-        name = content_name(f"sprite-{first // per_sheet:03d}", buf.getvalue(), ".jpg")
+        name = content_name(layout.sprite_stem(first // per_sheet), buf.getvalue(), ".jpg")
         (outdir / sheet_dir / name).write_bytes(buf.getvalue())
         sheets.append(f"{sheet_dir}/{name}")
         for i, (t, _) in enumerate(chunk):

@@ -1,0 +1,100 @@
+"""Deliver a publish where it is served from: a local folder or S3, plain or versioned.
+
+Contract: :func:`publish_to` publishes ``source`` to ``location`` and returns a
+:class:`Delivery` (the report, and for a versioned stream the version added and the new
+``current.json``):
+
+- a local folder, plain: the publish itself (:func:`reelforge.video.publish.publish`);
+- a local folder, ``versioned``: ``location`` is a stream folder, held for the whole run
+  (:func:`reelforge.outputs.stream_folder`, one version added at a time); the publish goes
+  into a new version folder inside it and the pointers switch to it
+  (:func:`reelforge.delivery.versions.switch`);
+- ``s3://BUCKET/PREFIX``: the same, built in a local scratch folder (for a versioned
+  stream, its ``current.json`` fetched first, so the history carries on) and uploaded by
+  :func:`deliver`, pointer files last; objects already there are replaced.
+
+:func:`deliver` uploads a finished local output (a stream, or a stream folder with its
+pointers) to an S3 location and returns how many objects it wrote.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reelforge.layout import CURRENT
+from reelforge.progress import NullProgress, Progress
+from reelforge.storage import S3Location, download_file, is_s3, parse_s3, upload_tree
+from reelforge.video.publish import PublishOptions, publish
+from reelforge.video.report import PublishReport
+
+
+@dataclass
+class Delivery:
+    """What :func:`publish_to` did: the publish report (its ``output`` the location), and
+    for a versioned stream the version added and the stream's new ``current.json``."""
+
+    report: PublishReport
+    location: str
+    version: str | None = None
+    state: dict | None = None
+
+
+def publish_to(
+    source: str | Path,
+    location: str | Path,
+    options: PublishOptions | None = None,
+    *,
+    versioned: bool = False,
+    progress: Progress | None = None,
+) -> Delivery:
+    """Publish ``source`` to a folder or ``s3://BUCKET/PREFIX`` (see the module's contract)."""
+    opts = options or PublishOptions()
+    source = Path(source)
+    if is_s3(location):
+        done = _to_s3(source, parse_s3(str(location)), opts, versioned, progress)
+        done.report.output = done.location = str(location)
+        return done
+    return _to_folder(source, Path(location), opts, versioned, progress)
+
+
+def deliver(local_output: Path, location: str | S3Location, *,
+            progress: Progress | None = None) -> int:  # fmt: skip
+    """Upload the finished output ``local_output`` to ``location`` (pointer files last);
+    returns the number of objects written."""
+    where = parse_s3(location) if isinstance(location, str) else location
+    files = sum(1 for p in local_output.rglob("*") if p.is_file())
+    update = (progress or NullProgress()).stage("upload", files, "files")
+    count = upload_tree(local_output, where)
+    update(count)
+    return count
+
+
+def _to_folder(source: Path, output: Path, opts: PublishOptions, versioned: bool,
+               progress: Progress | None) -> Delivery:  # fmt: skip
+    if not versioned:
+        return Delivery(publish(source, output, opts, progress), str(output))
+    from reelforge.delivery.versions import new_version_name, switch
+    from reelforge.outputs import stream_folder
+
+    with stream_folder(output, inputs=[source]):  # one version added at a time
+        version = new_version_name()
+        report = publish(source, output / version, opts, progress)
+        return Delivery(report, str(output), version, switch(output, version))
+
+
+def _to_s3(source: Path, where: S3Location, opts: PublishOptions, versioned: bool,
+           progress: Progress | None) -> Delivery:  # fmt: skip
+    """Publish into a local scratch folder, then upload (pointers last)."""
+    with tempfile.TemporaryDirectory(prefix="reelforge-publish-") as tmp:
+        local = Path(tmp) / "stream"
+        local.mkdir()
+        if versioned:
+            download_file(where, CURRENT, local / CURRENT)
+            done = _to_folder(source, local, opts, True, progress)
+        else:  # the scratch folder is ours; S3 objects are replaced
+            local = local / "out"
+            done = _to_folder(source, local, replace(opts, force=True), False, progress)
+        deliver(local, where, progress=progress)
+    return done

@@ -1,0 +1,656 @@
+"""Publish's stages: plain functions from files and options to files and a report part.
+
+Contract: each stage reads the files it is given and writes only into the folder it is
+given; nothing is kept between calls, so a stage may run in another process or on another
+machine as long as its inputs travel with it. :func:`reelforge.video.publish.publish`
+composes them:
+
+- :func:`plan` (pure): probe information and options -> :class:`Plan`, the video outputs
+  (every codec's renditions), the audio settings and the segment timeline, with notes;
+- :func:`analyse` (per-title ladders): the rate-quality analysis whose rungs :func:`plan`
+  then uses;
+- :func:`encode`: one ffmpeg run for the whole ladder (one decode) -> :class:`Encoded`,
+  one fragmented MP4 per track in a work folder; an optional ``start``/``duration``
+  encodes only that range of the source (its decode seeked to the exact start);
+- :func:`package`: encoded tracks -> :class:`Packaged`, CMAF segments with
+  content-hashed names in the output folder, measured per track;
+- :func:`extras`: the named extras (:data:`EXTRAS`: poster preview, poster, sprites,
+  fallback, rate-quality plot) -> :class:`ExtrasResult`; each extra is built in the work
+  folder and its files renamed into the output (index files last), so a reader of the
+  output never sees half of one;
+- :func:`score`: VMAF per rendition -> :class:`Scores`;
+- :func:`manifests`: packaged tracks -> the HLS playlists and the DASH MPD (written last,
+  so nothing names a file before it exists); :func:`build_report` and
+  :func:`write_report` make and (atomically) write ``report.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from reelforge import __version__, layout
+from reelforge.fsutil import write_text_atomic
+from reelforge.media.probe import MediaInfo, VideoStreamInfo
+from reelforge.progress import NullProgress, Progress
+from reelforge.video import dash, hls, ladder
+from reelforge.video.codecs import parse_codecs
+from reelforge.video.encode import (
+    AudioSettings,
+    Output,
+    base_filters,
+    encode_ladder,
+    keeps_depth,
+    source_filters,
+    to_bt709,
+)
+from reelforge.video.package import Track, package_track
+from reelforge.video.report import (
+    Files,
+    PublishReport,
+    RateQualityPoint,
+    RenditionReport,
+    Settings,
+    Totals,
+)
+from reelforge.video.timeline import Timeline, default_opening
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from reelforge.video.pertitle import PerTitle
+    from reelforge.video.publish import PublishOptions
+
+FALLBACK_MAX_HEIGHT = 720
+FALLBACK_MAX_KBPS = 3000  # a progressive file cannot adapt: keep it playable on modest links
+POSTER_MAX_WIDTH = 1920
+VMAF_MAX_FRAMES = 300  # per rendition; longer inputs are scored on every n-th frame
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What a publish makes of one source: pure data, computed from the probe and options."""
+
+    info: MediaInfo
+    outputs: list[Output]  # every codec's video renditions, in encode order
+    timeline: Timeline
+    audio: AudioSettings | None  # None: the source has no audio
+    preset: str
+    ladder_name: str
+    codecs: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def video(self) -> VideoStreamInfo | None:
+        return self.info.video[0] if self.info.video else None
+
+    @property
+    def renditions(self) -> list[ladder.Rendition]:
+        return [o.rendition for o in self.outputs]
+
+    @property
+    def duration(self) -> float:
+        return self.info.duration
+
+    def settings(self, audio_bitrate_kbps: int) -> Settings:
+        return Settings(
+            segment_duration=self.timeline.segment_duration,
+            start_segments=list(self.timeline.opening),
+            keyframe_interval=round(self.timeline.keyframe_interval, 6),
+            preset=self.preset,
+            audio_bitrate_kbps=audio_bitrate_kbps,
+            ladder=self.ladder_name,
+            codecs=list(self.codecs),
+        )
+
+    def as_dict(self) -> dict:
+        """The plan as JSON-ready data (renditions, timeline, audio, notes)."""
+        return {
+            "renditions": [dict(o.rendition.model_dump(), deep=o.deep) for o in self.outputs],
+            "segment_duration": self.timeline.segment_duration,
+            "start_segments": list(self.timeline.opening),
+            "audio": None if self.audio is None else vars(self.audio),
+            "notes": list(self.notes),
+        }
+
+
+def plan_outputs(video: VideoStreamInfo, rungs: list[ladder.Rung] | None,
+                 codecs: tuple[str, ...]) -> list[Output]:  # fmt: skip
+    """Every codec's renditions: the ladder's resolutions at the codec's share of the
+    H.264 bitrates (see :mod:`reelforge.video.codecs`)."""
+    rungs = rungs or list(ladder.APPLE_H264_LADDER)
+    outputs: list[Output] = []
+    deep = keeps_depth(video)
+    for spec in parse_codecs(",".join(codecs)):
+        scaled = [r.model_copy(update={"bitrate_kbps": max(100, round(
+            r.bitrate_kbps * spec.bitrate_factor)), "crf": r.crf if spec.name == "h264"
+            else None}) for r in rungs]  # fmt: skip
+        planned = ladder.plan(scaled, display_width=video.display_width,
+                              display_height=video.display_height,
+                              source_fps=video.frame_rate, codec=spec.name)  # fmt: skip
+        outputs += [Output(r, spec, deep and spec.keeps_ten_bit) for r in planned]
+    return outputs
+
+
+def plan(info: MediaInfo, opts: PublishOptions, analysis: PerTitle | None = None) -> Plan:
+    """The renditions, audio and timeline of a publish of a source described by ``info``
+    (pure: reads no file). With ``analysis``, the ladder is the per-title one."""
+    video = info.video[0] if info.video else None
+    rungs, ladder_name = opts.rungs, opts.ladder_name
+    if analysis is not None:
+        rungs, ladder_name = analysis.ladder_rungs(), "per-title"
+    outputs = plan_outputs(video, rungs, opts.codecs) if video is not None else []
+    notes = list(opts.notes)
+    if video is not None and video.is_hdr:
+        kept = [o.codec.name for o in outputs if o.deep]
+        notes.append("HDR source: tone-mapped to BT.709 SDR for h264"
+                     + (f"; kept 10-bit HDR for {', '.join(dict.fromkeys(kept))}"
+                        if kept else ""))  # fmt: skip
+    elif video is not None and keeps_depth(video) and any(o.deep for o in outputs):
+        notes.append(f"{video.bit_depth}-bit source: kept 10-bit for HEVC, VP9 and AV1; "
+                     "8-bit for H.264")  # fmt: skip
+    if video is not None and video.is_interlaced:
+        notes.append(f"interlaced source ({video.field_order}): deinterlaced with bwdif")
+    if analysis is not None:
+        notes += analysis.notes
+    timeline = Timeline(opts.segment_duration, default_opening(opts.segment_duration)
+                        if opts.start_segments is None else opts.start_segments)  # fmt: skip
+    audio = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
+    return Plan(info=info, outputs=outputs, timeline=timeline, audio=audio,
+                preset=opts.preset, ladder_name=ladder_name, codecs=tuple(opts.codecs),
+                notes=notes)  # fmt: skip
+
+
+def analyse(source: Path, info: MediaInfo, opts: PublishOptions, workdir: Path,
+            progress: Progress | None = None) -> PerTitle:  # fmt: skip
+    """The per-title rate-quality analysis of ``source`` (its work files in ``workdir``)."""
+    from reelforge.video.pertitle import analyse as run_analysis
+
+    progress = progress or NullProgress()
+    video = info.video[0]
+    timeline = plan(info, opts).timeline
+    update = progress.stage("per-title analysis", 3, "steps")
+    return run_analysis(source, video, info.duration, workdir, preset=opts.preset,
+                        target_vmaf=opts.target_vmaf,
+                        keyframe_interval=timeline.keyframe_interval, on_step=update)  # fmt: skip
+
+
+# --- encode -----------------------------------------------------------------------------
+
+
+class EncodeReport(BaseModel):
+    seconds: float
+    speed_x_realtime: float
+    start: float | None = None
+    duration: float | None = None
+
+
+@dataclass
+class Encoded:
+    """The encoder's output: one single-track fragmented MP4 per track, in a work folder.
+    Timestamps start at zero (for a range: at the range's start, which is time zero)."""
+
+    video: dict[str, Path]  # rendition name -> file
+    audio: Path | None
+    seconds: float
+    media_seconds: float  # how much of the source was encoded
+    start: float | None = None
+    duration: float | None = None
+
+    @property
+    def report(self) -> EncodeReport:
+        return EncodeReport(seconds=round(self.seconds, 3),
+                            speed_x_realtime=round(self.speed, 3), start=self.start,
+                            duration=self.duration)  # fmt: skip
+
+    @property
+    def speed(self) -> float:
+        return self.media_seconds / max(self.seconds, 1e-6)
+
+
+def chunk_timeline(timeline: Timeline, start: float) -> Timeline:
+    """The timeline of a range that starts at ``start`` seconds: the whole timeline for 0,
+    else the regular grid (a range must start on a segment boundary after the opening, so
+    its keyframes, counted from its own start, fall where the whole title's do)."""
+    if start <= 0:
+        return timeline
+    grid = (start - timeline.opening_end) / timeline.segment_duration
+    if start < timeline.opening_end - 1e-6 or abs(grid - round(grid)) > 1e-6:
+        raise ValueError(f"a range must start at 0 or on a segment boundary after the "
+                         f"opening ({timeline.describe()}), not at {start:g} s")  # fmt: skip
+    return Timeline(timeline.segment_duration, ())
+
+
+def encode(
+    source: Path,
+    plan: Plan,
+    workdir: Path,
+    *,
+    start: float | None = None,
+    duration: float | None = None,
+    audio: bool | None = None,
+    progress: Progress | None = None,
+) -> Encoded:
+    """Encode every video output (and the audio) in one ffmpeg run into ``workdir``.
+
+    ``start``/``duration`` (seconds) encode only that range: the decode is seeked to the
+    exact start (frame-accurate: no stream copy, whose cuts fall on the source's keyframes)
+    and the range's keyframes keep to the title's grid (see :func:`chunk_timeline`).
+    ``audio``: None encodes the audio for a whole-title encode only (audio is encoded
+    once, whole, never per range)."""
+    progress = progress or NullProgress()
+    video = plan.video
+    ranged = start is not None or duration is not None
+    begin = start or 0.0
+    length = duration if duration is not None else max(0.0, plan.duration - begin)
+    length = min(length, max(0.0, plan.duration - begin))
+    with_audio = (not ranged) if audio is None else audio
+    total = round(length * video.frame_rate) if video else round(length * 100)
+    fps = video.frame_rate if video else 100.0
+    update = progress.stage("encode", total, "frames")
+    t0 = time.monotonic()
+    encoded = encode_ladder(
+        source,
+        plan.info,
+        plan.outputs,
+        workdir,
+        timeline=chunk_timeline(plan.timeline, begin),
+        preset=plan.preset,
+        audio=plan.audio if with_audio else None,
+        on_progress=lambda s: update(min(total, s * fps)),
+        start=start,
+        duration=duration,
+    )
+    update(total)
+    return Encoded(video=encoded.video, audio=encoded.audio, seconds=time.monotonic() - t0,
+                   media_seconds=length, start=start, duration=duration)  # fmt: skip
+
+
+# --- package ----------------------------------------------------------------------------
+
+
+@dataclass
+class Packaged:
+    """CMAF tracks written into the output folder, measured."""
+
+    video: list[Track]
+    audio: list[Track]
+
+    @property
+    def tracks(self) -> list[Track]:
+        return [*self.video, *self.audio]
+
+    @property
+    def size(self) -> int:
+        return sum(t.size + t.init_size for t in self.tracks)
+
+
+def package(encoded: Encoded, plan: Plan, out: Path, progress: Progress | None = None) -> Packaged:
+    """Cut every encoded track into content-named CMAF segments under ``out``."""
+    progress = progress or NullProgress()
+    renditions = plan.renditions
+    update = progress.stage("package", len(renditions) + (1 if encoded.audio else 0), "tracks")
+    video_tracks: list[Track] = []
+    for i, r in enumerate(renditions):
+        track = package_track(encoded.video[r.name], out, track_id=r.name, kind="video",
+                              timeline=plan.timeline)  # fmt: skip
+        track.frame_rate = r.fps
+        track.frame_rate_exact = _exact_rate(plan.video, r) if plan.video else ""
+        track.target_bitrate = r.bitrate_kbps * 1000
+        video_tracks.append(track)
+        update(i + 1)
+    audio_tracks: list[Track] = []
+    if encoded.audio is not None and plan.audio is not None:
+        a = package_track(encoded.audio, out, track_id=layout.audio_track_id(
+            plan.audio.bitrate_kbps), kind="audio", timeline=plan.timeline)  # fmt: skip
+        a.channels = plan.audio.channels
+        a.sample_rate = plan.audio.sample_rate
+        a.language = _language(plan.info)
+        a.target_bitrate = plan.audio.bitrate_kbps * 1000
+        audio_tracks.append(a)
+        update(len(renditions) + 1)
+    return Packaged(video=video_tracks, audio=audio_tracks)
+
+
+def _exact_rate(video, r: ladder.Rendition) -> str:
+    num, den = (int(x) for x in video.frame_rate_exact.split("/"))
+    if r.fps_filter and r.fps_filter.startswith("framestep="):
+        den *= int(r.fps_filter.split("=")[1])
+    elif r.fps_filter:
+        return f"{r.fps:g}"
+    g = math.gcd(num, den)
+    return f"{num // g}/{den // g}" if den // g != 1 else str(num // g)
+
+
+def _language(info: MediaInfo) -> str | None:
+    lang = info.audio[0].language if info.audio else None
+    return lang if lang and lang != "und" else None
+
+
+# --- extras -----------------------------------------------------------------------------
+
+POSTER_PREVIEW, POSTER, SPRITES, FALLBACK, PLOT = (
+    "poster_preview", "poster", "sprites", "fallback", "rate_quality_plot")  # fmt: skip
+EXTRAS = (POSTER_PREVIEW, POSTER, SPRITES, FALLBACK, PLOT)
+
+
+@dataclass
+class ExtrasResult:
+    """What :func:`extras` wrote: the report's file entries, and seconds per extra."""
+
+    files: dict[str, Any] = field(default_factory=dict)  # Files field -> its value
+    seconds: dict[str, float] = field(default_factory=dict)
+    poster_image: Image.Image | None = None  # the chosen frame, for a later poster extra
+
+
+@dataclass
+class ExtrasContext:
+    """What extras are made from: the source, its plan, the encoded and packaged tracks,
+    the per-title hull and the VMAF scores (for the plot)."""
+
+    source: Path
+    plan: Plan
+    encoded: Encoded
+    packaged: Packaged
+    thumbnail_interval: float | None = None
+    points: list[RateQualityPoint] = field(default_factory=list)
+    hull: list[RateQualityPoint] = field(default_factory=list)
+    poster_image: Image.Image | None = None
+
+
+def extras(names: Iterable[str], ctx: ExtrasContext, out: Path, workdir: Path) -> ExtrasResult:
+    """Make each named extra (of :data:`EXTRAS`) for ``ctx`` and put its files into
+    ``out``: built in ``workdir``, renamed into place index files last. An extra that
+    does not apply (no video for a poster, no scores for the plot) is skipped."""
+    result = ExtrasResult(poster_image=ctx.poster_image)
+    for name in names:
+        t0 = time.monotonic()
+        staging = workdir / f"extra-{name}"
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            made = _MAKERS[name](ctx, result, staging)
+            if made is not None:
+                value, files = made
+                _move_into(staging, out, files)
+                result.files[name] = value
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        result.seconds[name] = round(time.monotonic() - t0, 3)
+    ctx.poster_image = result.poster_image
+    return result
+
+
+def _move_into(staging: Path, out: Path, files: list[str]) -> None:
+    """Rename ``files`` (relative paths, in order) from ``staging`` into ``out``; on
+    failure, remove those already moved."""
+    moved: list[Path] = []
+    try:
+        for rel in files:
+            dest = out / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            (staging / rel).replace(dest)
+            moved.append(dest)
+    except BaseException:
+        for path in moved:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+
+
+Made = tuple[Any, list[str]] | None  # (the report's value, files to move in order) or None
+
+
+def _poster_image(ctx: ExtrasContext, result: ExtrasResult) -> Image.Image:
+    if result.poster_image is None:
+        from reelforge.video import thumbnails
+
+        video = ctx.plan.video
+        img, _ = thumbnails.choose_poster_frame(ctx.source, video, ctx.plan.duration)
+        top = max(ctx.packaged.video, key=lambda t: t.width * t.height)
+        if img.size != (top.width, top.height):
+            img = img.resize((top.width, top.height))
+        result.poster_image = img
+    return result.poster_image
+
+
+def _make_poster_preview(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
+    if ctx.plan.video is None or not ctx.packaged.video:
+        return None
+    from reelforge.video import thumbnails
+
+    name = thumbnails.write_poster_preview(_poster_image(ctx, result), staging)
+    return name, [name]
+
+
+def _make_poster(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
+    if ctx.plan.video is None or not ctx.packaged.video:
+        return None
+    from reelforge.video import thumbnails
+
+    names = thumbnails.write_poster(_poster_image(ctx, result), staging, POSTER_MAX_WIDTH)
+    return names, list(names.values())
+
+
+def _make_sprites(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
+    if ctx.plan.video is None or not ctx.packaged.video:
+        return None
+    from reelforge.video import thumbnails
+
+    key = ctx.plan.timeline.keyframe_interval
+    interval = ctx.thumbnail_interval or max(key, ctx.plan.duration / 200)
+    interval = key * max(1, round(interval / key))
+    smallest = min(ctx.plan.renditions, key=lambda r: (r.codec != "h264", r.width * r.height))
+    sprites = thumbnails.write_sprites(ctx.encoded.video[smallest.name], staging,
+                                       duration=ctx.plan.duration, interval=interval)  # fmt: skip
+    return (sprites.vtt, sprites.sheets), [*sprites.sheets, sprites.vtt]
+
+
+def _make_fallback(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
+    from reelforge.video.fallback import write_fallback
+
+    fallback_video = None
+    renditions = ctx.plan.renditions
+    reach = [r for r in renditions if r.codec == "h264"] or renditions
+    if reach:
+        fits = [r for r in reach if r.height <= FALLBACK_MAX_HEIGHT
+                and r.bitrate_kbps <= FALLBACK_MAX_KBPS] or [min(
+                    reach, key=lambda r: r.bitrate_kbps)]  # fmt: skip
+        best = max(fits, key=lambda r: (r.width * r.height, r.bitrate_kbps))
+        fallback_video = ctx.encoded.video[best.name]
+    if fallback_video is None and ctx.encoded.audio is None:
+        return None
+    name = write_fallback(fallback_video, ctx.encoded.audio, staging, layout.FALLBACK)
+    return name, [name]
+
+
+def _make_plot(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
+    if not ctx.points:
+        return None
+    from reelforge.video.bdrate import Point
+    from reelforge.video.plot import rate_quality_svg
+
+    by_codec: dict[str, list] = {}
+    for p in ctx.points:
+        by_codec.setdefault(p.codec, []).append((Point(p.kbps, p.vmaf), f"{p.height}p"))
+    hull_points = [Point(h.kbps, h.vmaf) for h in ctx.hull]
+    svg = rate_quality_svg(by_codec, f"{ctx.source.name}: bitrate against VMAF",
+                           hull_points or None)  # fmt: skip
+    (staging / layout.RATE_QUALITY_PLOT).write_text(svg, encoding="utf-8")
+    return layout.RATE_QUALITY_PLOT, [layout.RATE_QUALITY_PLOT]
+
+
+_MAKERS: dict[str, Callable[[ExtrasContext, ExtrasResult, Path], Made]] = {
+    POSTER_PREVIEW: _make_poster_preview,
+    POSTER: _make_poster,
+    SPRITES: _make_sprites,
+    FALLBACK: _make_fallback,
+    PLOT: _make_plot,
+}
+
+
+def set_files(files: Files, result: ExtrasResult) -> None:
+    """Enter ``result``'s files into the report's :class:`Files`."""
+    for name, value in result.files.items():
+        if name == SPRITES:
+            files.thumbnails_vtt, files.sprites = value[0], list(value[1])
+        else:
+            setattr(files, name, value)
+
+
+# --- score ------------------------------------------------------------------------------
+
+
+class Scores(BaseModel):
+    """VMAF per rendition name (pooled scores), and how long scoring took."""
+
+    vmaf: dict[str, dict] = {}
+    seconds: float | None = None
+
+
+def score(source: Path, plan: Plan, encoded: Encoded, workdir: Path,
+          progress: Progress | None = None) -> Scores:  # fmt: skip
+    """VMAF per rendition at the source's display size; 10-bit outputs of an HDR source are
+    scored against the untouched (not tone-mapped) source in the same way, which keeps them
+    comparable with each other but not with the SDR renditions."""
+    from reelforge.media import quality
+
+    progress = progress or NullProgress()
+    if plan.video is None or not plan.outputs:
+        return Scores()
+    t0 = time.monotonic()
+    video = plan.video
+    frames = video.frames
+    subsample = max(1, math.ceil(frames / VMAF_MAX_FRAMES))
+    width = video.display_width - video.display_width % 2
+    height = video.display_height - video.display_height % 2
+    groups = [[o for o in plan.outputs if not o.deep], [o for o in plan.outputs if o.deep]]
+    groups = [g for g in groups if g]
+    update = progress.stage("quality (VMAF)", frames * len(groups), "frames")
+    result: dict[str, dict] = {}
+    for k, group in enumerate(groups):
+        chain = [*source_filters(video), *to_bt709(video)] if not group[0].deep else (
+            base_filters(video))  # fmt: skip
+        scores = quality.vmaf_many(
+            source,
+            [quality.Distorted(encoded.video[o.rendition.name], o.rendition.fps_filter)
+             for o in group],
+            width=width, height=height, workdir=workdir, reference_filters=chain,
+            subsample=subsample,
+            on_progress=lambda s, k=k: update(min(frames * (k + 1),
+                                                  frames * k + s * video.frame_rate)),
+        )  # fmt: skip
+        result.update({o.rendition.name: s.as_dict()
+                       for o, s in zip(group, scores, strict=True)})  # fmt: skip
+    update(frames * len(groups))
+    return Scores(vmaf=result, seconds=time.monotonic() - t0)
+
+
+def rate_quality(packaged: Packaged, scores: Scores) -> list[RateQualityPoint]:
+    """Each scored rendition on the rate-quality plane (measured kb/s, VMAF mean)."""
+    return [RateQualityPoint(codec=t.id.split("-")[0], name=t.id, width=t.width,
+                             height=t.height, kbps=round(t.average_bitrate / 1000, 1),
+                             vmaf=scores.vmaf[t.id]["mean"])
+            for t in packaged.video if t.id in scores.vmaf]  # fmt: skip
+
+
+def hull_points(analysis: PerTitle | None) -> list[RateQualityPoint]:
+    return [RateQualityPoint(codec="h264", name=f"crf{h.crf}-{h.width}x{h.height}",
+                             width=h.width, height=h.height, kbps=round(h.kbps, 1),
+                             vmaf=round(h.vmaf, 3))
+            for h in (analysis.hull if analysis else [])]  # fmt: skip
+
+
+# --- manifests and report ---------------------------------------------------------------
+
+
+def manifests(packaged: Packaged, plan: Plan, out: Path) -> tuple[str, str]:
+    """Write every track's playlists, then the MPD and the multivariant playlist (last:
+    nothing names a file before it exists); returns their names (HLS, DASH)."""
+    for track in packaged.tracks:
+        hls.write_track_playlists(out, track)
+    write_text_atomic(out / layout.MPD, dash.build_mpd(
+        packaged.video, packaged.audio, min_buffer=plan.timeline.segment_duration))  # fmt: skip
+    write_text_atomic(out / layout.MASTER,
+                      hls.multivariant_playlist(packaged.video, packaged.audio))  # fmt: skip
+    return layout.MASTER, layout.MPD
+
+
+def build_report(
+    *,
+    source: Path,
+    output: Path,
+    plan: Plan,
+    opts: PublishOptions,
+    encoded: Encoded,
+    packaged: Packaged,
+    files: Files,
+    scores: Scores,
+    analysis: PerTitle | None,
+    started: float,
+    hull: list[RateQualityPoint] | None = None,
+) -> PublishReport:
+    """The publish report, measured from the files written."""
+    speed = encoded.speed
+    points = rate_quality(packaged, scores)
+    return PublishReport(
+        reelforge_version=__version__,
+        input=str(source),
+        output=str(output),
+        settings=plan.settings(opts.audio_bitrate_kbps),
+        source=plan.info.model_dump(),
+        renditions=[rendition_report(t, scores.vmaf.get(t.id), speed) for t in packaged.tracks],
+        files=files,
+        rate_quality=points,
+        hull=hull if hull is not None else hull_points(analysis),
+        per_title=analysis.as_dict() if analysis else None,
+        totals=Totals(
+            size_bytes=packaged.size,
+            media_duration=round(plan.duration, 3),
+            encode_seconds=round(encoded.seconds, 3),
+            encode_speed_x_realtime=round(speed, 3),
+            quality_seconds=round(scores.seconds, 3) if scores.seconds else None,
+            analysis_seconds=round(analysis.analysis_seconds, 3) if analysis else None,
+            wall_seconds=round(time.monotonic() - started, 3),
+        ),
+        notes=list(plan.notes),
+    )
+
+
+def write_report(out: Path, report: PublishReport) -> None:
+    """Write (or replace) ``report.json`` atomically."""
+    write_text_atomic(out / layout.REPORT, report.model_dump_json(indent=2))
+
+
+def rendition_report(t: Track, vmaf: dict | None, speed: float) -> RenditionReport:
+    avg, peak = t.average_bitrate, t.peak_bitrate
+    return RenditionReport(
+        name=t.id,
+        kind=t.kind,
+        codec=t.codec,
+        width=t.width,
+        height=t.height,
+        frame_rate=t.frame_rate,
+        channels=t.channels,
+        sample_rate=t.sample_rate,
+        target_kbps=t.target_bitrate // 1000,
+        size_bytes=t.size + t.init_size,
+        segments=len(t.segments),
+        duration=round(t.duration, 3),
+        average_kbps=round(avg / 1000, 1),
+        peak_kbps=round(peak / 1000, 1),
+        peak_to_average=round(peak / avg, 3) if avg else 0.0,
+        playlist=t.uri(layout.MEDIA_PLAYLIST),
+        vmaf=vmaf,
+        encode_speed_x_realtime=round(speed, 3),
+    )
