@@ -448,7 +448,8 @@ def watch(
         if not as_json:
             out_console.print(f"Watching {escape(str(watcher.inbox))} → "
                               f"{escape(str(watcher.library))}"
-                              + ("" if once else " (Ctrl-C to stop)"), highlight=False)  # fmt: skip
+                              + ("" if once else " (Ctrl-C to stop)"), highlight=False,
+                              soft_wrap=True)  # fmt: skip
         try:
             watcher.run(once=once, interval=interval)
         except (KeyboardInterrupt, typer.Abort):
