@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/images.py
 	$(PY) bench/origin.py
 	$(PY) bench/startup.py
+	$(PY) bench/make.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .ruff_cache

@@ -1,7 +1,9 @@
 """The ``make`` command: a story file in, a published, subtitled stream out.
 
-Contract: a thin shell over :func:`reelforge.pipeline.graph.run_make`; prints a table of
-the steps (or, with ``--json``, progress as JSON lines and the report as the last line).
+Contract: a thin shell over :func:`reelforge.pipeline.graph.make`, recorded as a job
+(``reelforge jobs retry`` runs it again, its finished steps from the cache); one progress
+bar for the job (or, with ``--json``, progress as JSON lines and the report as the last
+line), then a table of the steps.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import typer
 from rich.table import Table
 
 from reelforge.cli_options import JsonOpt
-from reelforge.console import err_console, out_console, progress_bars
+from reelforge.console import out_console
 
 
 def make(
@@ -25,18 +27,17 @@ def make(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a story into a published stream: voices, talking shots, footage, subtitles."""
-    from reelforge import config
-    from reelforge.pipeline.graph import run_make
-    from reelforge.pipeline.runner import JsonLinesSink
+    from reelforge.cli_jobs import progress_sink, recorded_command
+    from reelforge.pipeline.graph import make as make_story
 
-    cfg = config.load()
-    args = {"story": str(story.absolute()), "output": str(output) if output else None}
+    with (
+        recorded_command("make", output or story, subject=story.name) as (state, job_id),
+        progress_sink(as_json) as sink,
+    ):
+        report = make_story(story, output, state.pipeline(job_id, sink=sink))
     if as_json:
-        report = run_make(args, cfg, sink=JsonLinesSink())
         print(report.model_dump_json(), flush=True)
         return
-    with progress_bars(enabled=err_console.is_terminal) as bars:
-        report = run_make(args, cfg, progress=bars)
     table = Table(title=f"{report.title}: {report.output}")
     for col in ("step", "status", "seconds", "key"):
         table.add_column(col, justify="right" if col == "seconds" else "left")

@@ -263,24 +263,3 @@ def _link_tree(source: Path, dest: Path) -> None:
         return
     shutil.copytree(source, dest, copy_function=link)
 
-
-MAKE_KIND = "make"
-
-
-def run_make(args: dict[str, Any], config, progress=None, sink=None) -> MakeReport:
-    """``make`` as a recorded job: ``args`` is ``{"story": PATH, "output": PATH | None}``
-    (what the job store keeps, so ``reelforge jobs retry`` can run it again); ``config``
-    is a :class:`reelforge.config.Config` naming the state folder."""
-    from reelforge.pipeline.runner import State, job_for, job_run
-
-    state = State.open(config)
-    try:
-        state.store.recover()  # runs killed earlier are marked interrupted, not running
-        story = str(Path(args["story"]).absolute())
-        output = args.get("output")
-        job_id = job_for(state.store, MAKE_KIND, {"story": story, "output": output},
-                         str(output or ""), subject=Path(story).name)  # fmt: skip
-        with job_run(state.store, job_id):
-            return make(story, output, state.pipeline(job_id, progress, sink=sink))
-    finally:
-        state.close()
