@@ -130,11 +130,11 @@ def _chunk_key(
     return make_key({
         "backend": backend.name,
         "model": backend.model,
-        "params": getattr(backend, "params", {}),
+        "params": dict(backend.params),
         "voices": voices,
         "text": chunk.dia_text(),
         "prompts": {s: prompts[s][3] for s in speakers if s in prompts}
-        if getattr(backend, "uses_prompts", False) else {},
+        if backend.uses_prompts else {},
     })  # fmt: skip
 
 
@@ -197,7 +197,7 @@ def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progres
     update = progress.stage("voice", len(chunks), "chunks")
     synths: list[tuple[Synthesis, bool, float]] = []
     calls = hits = 0
-    if getattr(backend, "uses_prompts", False):
+    if backend.uses_prompts:
         # A speaker without a reference clip is anchored to one fixed sentence in its own
         # voice (its seed), so every chunk shares the voice and no chunk depends on another.
         for speaker in script.speaker_ids:
@@ -227,7 +227,7 @@ def _synthesise(script_path, output: Path, opts: VoiceOptions, progress: Progres
 
     missing = [n for n, f in enumerate(found) if f is None]
     made: dict[int, tuple[Synthesis, float]] = {}
-    workers = max(1, min(getattr(backend, "concurrency", 1), len(missing) or 1))
+    workers = max(1, min(backend.concurrency, len(missing) or 1))
     done = len(chunks) - len(missing)
     update(done)
     started = time.monotonic()

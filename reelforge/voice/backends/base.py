@@ -8,7 +8,9 @@ estimates the boundaries. A backend must never read nonverbal cues out as words.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -51,6 +53,9 @@ class Synthesis:
 
 class Backend(Protocol):
     name: str
+    uses_prompts: bool  # conditions on voice prompts: each speaker gets a reference or an anchor
+    concurrency: int  # chunks it can synthesise at once (threads or requests in flight)
+    params: Mapping[str, object]  # sampling parameters; part of the cache key
 
     @property
     def model(self) -> str:
@@ -66,6 +71,15 @@ class Backend(Protocol):
         """Speak ``chunk``. ``prompts`` maps a speaker to (audio, rate, transcript) to
         condition on, for backends that clone voices."""
         ...
+
+
+class BackendDefaults:
+    """What a backend is unless it says otherwise: no prompts, one chunk at a time, no
+    sampling parameters."""
+
+    uses_prompts: bool = False
+    concurrency: int = 1
+    params: Mapping[str, object] = MappingProxyType({})
 
 
 def silence(seconds: float, rate: int) -> np.ndarray:

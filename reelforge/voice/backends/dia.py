@@ -18,14 +18,14 @@ import numpy as np
 
 from reelforge.errors import InputError
 from reelforge.voice import post
-from reelforge.voice.backends.base import Chunk, Synthesis
+from reelforge.voice.backends.base import BackendDefaults, Chunk, Synthesis
 
 DEFAULT_CODEC = "descript/dac_44khz"
 FRAMES_PER_SECOND = 86  # DAC 44.1 kHz with a 512-sample hop
 DIA_SPEAKERS = {"S1", "S2"}
 
 
-class DiaBackend:
+class DiaBackend(BackendDefaults):
     name = "dia"
     uses_prompts = True
 

@@ -17,6 +17,7 @@ from reelforge.errors import ReelforgeError
 from reelforge.voice.backends.base import (
     CUE_PAUSE,
     LINE_PAUSE,
+    BackendDefaults,
     Chunk,
     Synthesis,
     silence,
@@ -104,7 +105,7 @@ def engine() -> _Engine:
     return _Engine()
 
 
-class EspeakBackend:
+class EspeakBackend(BackendDefaults):
     name = "espeak"
 
     def __init__(self, rate_wpm: int = 165, **_) -> None:

@@ -12,14 +12,14 @@ import numpy as np
 
 from reelforge.errors import BackendError
 from reelforge.http.fal import FalQueue
-from reelforge.voice.backends.base import Chunk, Synthesis
+from reelforge.voice.backends.base import BackendDefaults, Chunk, Synthesis
 from reelforge.voice.backends.hosted import decode_bytes, wav_data_uri
 
 TTS = "fal-ai/dia-tts"
 CLONE = "fal-ai/dia-tts/voice-clone"
 
 
-class FalBackend:
+class FalBackend(BackendDefaults):
     name = "fal"
     concurrency = 4  # requests in flight at once
     uses_prompts = True

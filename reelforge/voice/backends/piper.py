@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from reelforge.errors import InputError
-from reelforge.voice.backends.base import CUE_PAUSE, LINE_PAUSE, Chunk, Synthesis, silence
+from reelforge.voice.backends.base import (
+    CUE_PAUSE,
+    LINE_PAUSE,
+    BackendDefaults,
+    Chunk,
+    Synthesis,
+    silence,
+)
 from reelforge.voice.script import VoiceSpec
 
 _lock = threading.Lock()
@@ -58,7 +65,7 @@ def _load(path: str):
     return dataclasses.replace(voice, session=session)
 
 
-class PiperBackend:
+class PiperBackend(BackendDefaults):
     name = "piper"
     concurrency = max(1, os.cpu_count() or 1)
 

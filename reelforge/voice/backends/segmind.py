@@ -13,13 +13,13 @@ import os
 
 from reelforge.errors import BackendError
 from reelforge.http.client import ApiClient
-from reelforge.voice.backends.base import Chunk, Synthesis
+from reelforge.voice.backends.base import BackendDefaults, Chunk, Synthesis
 from reelforge.voice.backends.hosted import decode_bytes
 
 API_URL = "https://api.segmind.com/v1"
 
 
-class SegmindBackend:
+class SegmindBackend(BackendDefaults):
     name = "segmind"
     concurrency = 4  # requests in flight at once
     uses_prompts = False
