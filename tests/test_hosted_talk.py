@@ -179,3 +179,12 @@ def test_video_only_service_gets_the_portrait_as_a_still_clip(env, result_video,
     clip.write_bytes(sent)
     with av.open(str(clip)) as c:
         assert c.streams.video[0].width == 512 and abs(c.duration / 1e6 - 1.9) < 0.1
+
+
+def test_the_registry_names_every_hosted_backend():
+    from reelforge.lipsync import backends
+    from reelforge.lipsync.backends.hosted import HOSTED
+
+    assert set(backends.HOSTED_NAMES) == set(HOSTED)
+    for name, cls in HOSTED.items():
+        assert cls.name == name and set(cls.accepts) <= {"image", "video"}

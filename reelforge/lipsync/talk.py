@@ -33,11 +33,9 @@ from PIL import Image
 
 from reelforge.errors import InputError
 from reelforge.fsutil import scratch_dir
-from reelforge.lipsync.backends.hosted import HOSTED, hosted_backend
+from reelforge.lipsync.backends import LOCAL as LOCAL_RENDERERS
+from reelforge.lipsync.backends import NAMES, RenderJob, hosted, local_renderer
 from reelforge.lipsync.backends.viseme import (
-    VisemeRenderer,
-    blink_track,
-    head_motion,
     openness_track,
 )
 from reelforge.lipsync.faces import MIN_FACE_PX, Face, FaceTracker
@@ -59,8 +57,8 @@ from reelforge.outputs import check_apart, output_files, target_path
 from reelforge.progress import NullProgress, Progress
 from reelforge.voice.post import decode
 
-LOCAL = ("viseme", "wav2lip")
-BACKENDS = LOCAL + tuple(HOSTED)
+LOCAL = tuple(LOCAL_RENDERERS)
+BACKENDS = NAMES
 ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p",
           "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-movflags", "+faststart"]  # fmt: skip
 
@@ -227,32 +225,11 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
     return _Picture("video", w, h, fps, plan, faces, frames, found, len(faces))
 
 
-def _renderer(opts: TalkOptions, picture: _Picture, speech: np.ndarray):
-    n = len(picture.plan)
-    if opts.backend == "wav2lip":
-        from reelforge.lipsync.backends.wav2lip import (
-            Wav2LipRenderer,
-            load_model,
-            mel_chunks,
-            melspectrogram,
-        )
-
-        model = load_model(Path(opts.checkpoint), opts.device)
-        need = int(np.ceil(n / picture.fps * RATE))
-        audio = np.pad(speech, (0, max(0, need - speech.size)))[:need]
-        mels = mel_chunks(melspectrogram(audio), n, picture.fps)
-        return Wav2LipRenderer(model, mels, opts.device)
-    openness = openness_track(band_energy(speech, n, picture.fps))
-    if picture.kind == "image":
-        blinks = blink_track(n, picture.fps, opts.seed)
-        sway = head_motion(n, picture.fps, 1.5 if opts.motion else 0.0, opts.seed)
-        return VisemeRenderer(openness, blinks, sway, still=True)
-    return VisemeRenderer(openness, still=False)
-
-
 def _render_local(opts, picture, speech, audio, tmp, progress) -> None:
-    renderer = _renderer(opts, picture, speech)
     n = len(picture.plan)
+    renderer = local_renderer(opts.backend, RenderJob(
+        kind=picture.kind, fps=picture.fps, frames=n, speech=speech, motion=opts.motion,
+        seed=opts.seed, checkpoint=opts.checkpoint, device=opts.device))  # fmt: skip
     update = progress.stage("talk", n, "frames")
 
     video = picture.kind == "video"
@@ -286,7 +263,7 @@ def _render_local(opts, picture, speech, audio, tmp, progress) -> None:
 
 
 def _render_hosted(opts, picture, visual: Path, audio, tmp, work, progress) -> dict:
-    backend = hosted_backend(opts.backend, opts.model, opts.poll_interval, opts.job_timeout)
+    backend = hosted(opts.backend, opts.model, opts.poll_interval, opts.job_timeout)
     n = len(picture.plan)
     if picture.kind not in backend.accepts:
         if picture.kind == "video":

@@ -167,8 +167,3 @@ class SonicBackend:
 
 HOSTED = {"syncso": SyncSoBackend, "fal": FalLipsyncBackend, "sonic": SonicBackend,
           "did": DidBackend}  # fmt: skip
-
-
-def hosted_backend(name: str, model: str | None, poll_interval: float, timeout: float):
-    """The hosted backend called ``name`` (see :data:`HOSTED`)."""
-    return HOSTED[name](model=model, poll_interval=poll_interval, timeout=timeout)
