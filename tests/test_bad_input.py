@@ -118,3 +118,16 @@ def test_interrupted_publish_leaves_nothing(tmp_path, talk_source, sig):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_carry_a_code_an_option_and_a_status():
+    from reelforge.errors import InputError, OutputError
+    from reelforge.pipeline.jobs import UnknownJobError
+
+    err = InputError("--preset must be fast, balanced or best, not 'x'")
+    assert (err.code, err.option, err.http_status, err.exit_code) == ("input", "--preset", 422, 2)
+    named = InputError("port busy", option="--port", code="port-in-use")
+    assert named.as_dict() == {"code": "port-in-use", "message": "port busy", "path": None,
+                               "option": "--port"}  # fmt: skip
+    assert OutputError("cannot write", path="out").as_dict()["path"] == "out"
+    assert UnknownJobError("abc").http_status == 404

@@ -8,6 +8,7 @@ processes. On SIGTERM the server stops within ``STOP_GRACE_S`` seconds (granian)
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -23,19 +24,24 @@ def check_address(host: str, port: int) -> None:
     """Raise :class:`InputError` (one line) unless ``host:port`` can be listened on now:
     the port is 1-65535, the host resolves to a local address and nothing else holds it."""
     if not 1 <= port <= 65535:
-        raise InputError(f"--port must be 1 to 65535, not {port}")
+        raise InputError(f"--port must be 1 to 65535, not {port}", option="--port")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
-        raise InputError(f"--host {host!r} is not an address here ({exc})") from None
+        raise InputError(
+            f"--host {host!r} is not an address here ({exc})", option="--host"
+        ) from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
         try:
             sock.bind(address)
         except OSError as exc:
-            reason = "is in use" if exc.errno == 98 else f"cannot be used ({exc.strerror})"
-            raise InputError(f"{host}:{port} {reason}") from None
+            busy = exc.errno == errno.EADDRINUSE
+            reason = "is in use" if busy else f"cannot be used ({exc.strerror})"
+            raise InputError(
+                f"{host}:{port} {reason}", option="--port", code="port-in-use" if busy else None
+            ) from None
 
 
 def serve(root: str | Path, *, host: str, port: int, server: str = "granian",

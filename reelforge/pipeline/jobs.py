@@ -46,6 +46,9 @@ StepStatus = Literal["running", "done", "cached", "failed"]
 class UnknownJobError(InputError):
     """No job has this id."""
 
+    code = "no-such-job"
+    http_status = 404
+
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r} (see: reelforge jobs list)")
         self.job_id = job_id

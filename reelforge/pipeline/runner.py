@@ -91,6 +91,8 @@ def registered() -> list[str]:
 class JobCancelled(Cancelled):
     """The job was cancelled (``reelforge jobs cancel``) and stopped."""
 
+    code = "cancelled"
+
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} cancelled; partial output removed")
         self.job_id = job_id
