@@ -49,7 +49,13 @@ MAKE_JSON = "make.json"
 PUBLISH_FIELDS = {"codecs", "preset", "segment_duration", "start_segments",
                   "audio_bitrate_kbps", "quality", "poster", "thumbnails", "fallback",
                   "per_title", "target_vmaf", "rungs"}  # fmt: skip
-VERSIONS = {"voice-turn": "1", "talk-shot": "1", "assemble": "1", "publish-stream": "1"}
+VERSIONS = {
+    "face-check": "1",
+    "voice-turn": "1",
+    "talk-shot": "1",
+    "assemble": "1",
+    "publish-stream": "1",
+}
 
 
 class MakeReport(BaseModel):
@@ -144,7 +150,7 @@ def make(story_path: str | Path, output: str | Path | None, pipeline) -> MakeRep
     """Make the story at ``story_path`` into ``output`` (default: the story's own) with
     ``pipeline`` (a :class:`~reelforge.pipeline.runner.Pipeline`)."""
     started = time.monotonic()
-    story = load(story_path)
+    story = load(story_path, check=lambda face, index: _checked_face(pipeline, face, index))
     assert story.path is not None
     out = _output(story, output)
     publish = publish_options(story)
@@ -175,6 +181,12 @@ def make(story_path: str | Path, output: str | Path | None, pipeline) -> MakeRep
         )  # fmt: skip
         (tmp / MAKE_JSON).write_text(report.model_dump_json(indent=2), encoding="utf-8")
     return report
+
+
+def _checked_face(pipeline, face: Path, index: int) -> None:
+    """The portrait check as a cached step: a portrait checked before is not read again
+    (a failed check is never cached, so its error comes back every time)."""
+    pipeline.run(_spec("face-check", {"face": face}, {"face_index": index}))
 
 
 def _output(story: Story, output: str | Path | None) -> Path:
@@ -262,4 +274,3 @@ def _link_tree(source: Path, dest: Path) -> None:
                 link(str(entry), str(target))
         return
     shutil.copytree(source, dest, copy_function=link)
-

@@ -6,6 +6,7 @@ and returns a small JSON report naming the files it wrote. None keeps state betw
 so the same step runs in-process or on a worker; the runner keys each by its inputs'
 digests and options and skips what is already made.
 
+- ``face-check``: a portrait holds a face the talk step can animate (nothing written);
 - ``voice-turn``: one turn of a script spoken in its speaker's voice (``speech.wav``, 48 kHz,
   at the story's loudness, leading and trailing silence trimmed);
 - ``talk-shot``: a speaker's face made to say one turn, with the pause that follows it
@@ -40,6 +41,16 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
     import soundfile
 
     soundfile.write(path, np.clip(audio, -1.0, 1.0).astype(np.float32), RATE, subtype="PCM_24")
+
+
+@register("face-check")
+def face_check(spec: StepSpec, out: Path, progress: Progress) -> dict:
+    """Input ``face``, option ``face_index``: the portrait holds a face the talk step can
+    animate (an :class:`~reelforge.errors.InputError` otherwise); writes nothing."""
+    from reelforge.pipeline.story import check_face
+
+    check_face(spec.inputs["face"], int(spec.options["face_index"]))
+    return {"face": spec.inputs["face"].name, "face_index": spec.options["face_index"]}
 
 
 @register("voice-turn")

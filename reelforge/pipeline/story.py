@@ -28,6 +28,7 @@ scene script's for an unknown speaker). Nothing here writes.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,15 +199,24 @@ def _file(where: _Where, base: Path, value: Path, at: tuple, what: str) -> Path:
     return full.resolve()
 
 
-def _check_face(where: _Where, path: Path, at: tuple, face_index: int) -> None:
+FaceCheck = Callable[[Path, int], None]
+
+
+def check_face(path: Path, face_index: int) -> None:
+    """The talk step's own check: a portrait it can animate (raises InputError)."""
+    from reelforge.lipsync.talk import check_portrait
+
+    check_portrait(path, face_index)
+
+
+def _check_face(where: _Where, path: Path, at: tuple, face_index: int,
+                check: FaceCheck) -> None:  # fmt: skip
     """A portrait must hold a face the talk step can animate (read through the safe image
     reader, so bombs and tiny pictures are refused too)."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return  # a video of the person: the talk step checks its frames
-    from reelforge.lipsync.talk import check_portrait
-
     try:
-        check_portrait(path, face_index)
+        check(path, face_index)
     except InputError as exc:
         raise where.error(at, f"face {path.name}: {exc.reason}") from None
 
@@ -220,8 +230,9 @@ def _scripts(scene: Scene, field: str, languages: list[str]) -> dict[str, Path] 
     return {languages[0]: value}
 
 
-def load(path: str | Path) -> Story:
-    """Read, check and resolve a story file (see the module's contract)."""
+def load(path: str | Path, check: FaceCheck = check_face) -> Story:
+    """Read, check and resolve a story file (see the module's contract); ``check`` checks
+    each portrait (the pipeline passes one that remembers portraits it checked before)."""
     path = Path(path).absolute()
     data, where = _parse(path)
     try:
@@ -260,7 +271,7 @@ def load(path: str | Path) -> Story:
         if talk.checkpoint is not None:
             at = ("cast", speaker, "talk", "checkpoint") if member.talk else ("talk", "checkpoint")
             talk.checkpoint = _file(where, base, talk.checkpoint, at, "checkpoint")
-        _check_face(where, member.face, ("cast", speaker, "face"), talk.face_index)
+        _check_face(where, member.face, ("cast", speaker, "face"), talk.face_index, check)
     for n, scene in enumerate(story.scenes):
         at = ("scenes", n)
         if scene.script is None and scene.video is None:
