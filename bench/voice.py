@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reelforge.voice import backends as registry  # noqa: E402
-from reelforge.voice.cache import ChunkCache  # noqa: E402
 from reelforge.voice.render import VoiceOptions, render  # noqa: E402
 
 SCRIPT = """[S1] Good evening, and welcome to the late edition. (clears throat) Tonight we have
@@ -70,11 +69,11 @@ def main() -> None:
         warm = work / f"warm-{name}.txt"
         warm.write_text("[S1] Warming up.")
         quiet = VoiceOptions(backend=name, backend_options=opts, mos=False,
-                             cache=ChunkCache(enabled=False))  # fmt: skip
+                             use_cache=False)  # fmt: skip
         render(warm, work / f"warm-{name}.wav", quiet)
         t0 = time.monotonic()
         report = render(script, work / f"{name}.wav", VoiceOptions(
-            backend=name, backend_options=opts, cache=ChunkCache(enabled=False)))  # fmt: skip
+            backend=name, backend_options=opts, use_cache=False))  # fmt: skip
         wall = time.monotonic() - t0
         synth = report.real_time_factor * report.duration
         mos = report.dnsmos["overall"] if report.dnsmos else float("nan")

@@ -370,14 +370,13 @@ def voice(
     as_json: JsonOpt = False,
 ) -> None:
     """Render a dialogue script to loudness-normalised speech, WebVTT subtitles and a report."""
-    from reelforge.voice.cache import ChunkCache
     from reelforge.voice.render import VoiceOptions, render
 
     opts = VoiceOptions(
         backend=backend,
         backend_options={"model": model} if model else {},
         target_lufs=lufs,
-        cache=ChunkCache(enabled=not no_cache),
+        use_cache=not no_cache,
         mos=mos,
     )
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:

@@ -15,7 +15,6 @@ from reelforge.errors import InputError  # noqa: E402
 from reelforge.voice import post  # noqa: E402
 from reelforge.voice.backends.base import Chunk, Line  # noqa: E402
 from reelforge.voice.backends.dia import DiaBackend  # noqa: E402
-from reelforge.voice.cache import ChunkCache  # noqa: E402
 from reelforge.voice.render import VoiceOptions, render  # noqa: E402
 from reelforge.voice.script import Piece, VoiceSpec  # noqa: E402
 
@@ -72,7 +71,7 @@ def test_render_a_dialogue_with_dia(tiny_dia, tmp_path):
     opts = VoiceOptions(
         backend="dia",
         backend_options={"model": str(tiny_dia), "max_new_tokens": 60},
-        cache=ChunkCache(tmp_path / "cache"),
+        cache_dir=tmp_path / "cache",
         mos=False,
     )
     report = render(script, tmp_path / "o.wav", opts)

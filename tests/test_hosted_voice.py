@@ -7,7 +7,6 @@ from conftest import media
 from fakes import FakeFal, FakeSegmind
 
 from reelforge.errors import BackendError, InputError
-from reelforge.voice.cache import ChunkCache
 from reelforge.voice.render import VoiceOptions, render
 
 SCRIPT = "[S1] Hello there, welcome back. (laughs)\n[S2] Thanks, it is good to be here."
@@ -30,7 +29,7 @@ def env(monkeypatch, tmp_path):
 
 def _render(tmp, script, backend, base, name="o.wav"):
     return render(script, tmp / name, VoiceOptions(
-        backend=backend, backend_options={"base_url": base}, cache=ChunkCache(tmp / "cache"),
+        backend=backend, backend_options={"base_url": base}, cache_dir=tmp / "cache",
         mos=False))  # fmt: skip
 
 

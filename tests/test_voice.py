@@ -16,7 +16,6 @@ from scipy.signal import resample
 
 from reelforge.errors import InputError
 from reelforge.voice import post
-from reelforge.voice.cache import ChunkCache
 from reelforge.voice.render import VoiceOptions, render
 from reelforge.voice.script import parse
 
@@ -94,8 +93,8 @@ def espeak_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("voice")
     script = folder / "show.txt"
     script.write_text(SCRIPT)
-    cache = ChunkCache(folder / "cache")
-    report = render(script, folder / "show.wav", VoiceOptions(backend="espeak", cache=cache))
+    cache = folder / "cache"
+    report = render(script, folder / "show.wav", VoiceOptions(backend="espeak", cache_dir=cache))
     return folder, script, cache, report
 
 
@@ -129,11 +128,13 @@ def test_subtitles_follow_the_turns_inside_the_audio(espeak_run):
 def test_rerun_hits_the_cache_and_one_changed_line_resynthesises_one_chunk(espeak_run):
     folder, script, cache, first = espeak_run
     assert first.backend_calls == len(first.chunks) and first.cache_hits == 0
-    again = render(script, folder / "again.wav", VoiceOptions(backend="espeak", cache=cache))
+    again = render(script, folder / "again.wav", VoiceOptions(backend="espeak", cache_dir=cache))
     assert again.backend_calls == 0 and again.cache_hits == len(first.chunks)
     assert np.array_equal(sf.read(folder / "again.wav")[0], sf.read(folder / "show.wav")[0])
     script.write_text(SCRIPT.replace("keep this short", "keep this very short"))
-    changed = render(script, folder / "changed.wav", VoiceOptions(backend="espeak", cache=cache))
+    changed = render(
+        script, folder / "changed.wav", VoiceOptions(backend="espeak", cache_dir=cache)
+    )
     assert changed.backend_calls == 1
     assert [c.cached for c in changed.chunks].count(False) == 1
     script.write_text(SCRIPT)
@@ -151,7 +152,9 @@ def test_report_has_per_turn_measurements(espeak_run):
 
 def test_m4a_output_keeps_loudness_and_peak(tmp_path, espeak_run):
     _folder, script, cache, _ = espeak_run
-    render(script, tmp_path / "show.m4a", VoiceOptions(backend="espeak", cache=cache, mos=False))
+    render(
+        script, tmp_path / "show.m4a", VoiceOptions(backend="espeak", cache_dir=cache, mos=False)
+    )
     _, _, lufs, peak = measured(tmp_path / "show.m4a")
     assert abs(lufs + 16) <= 0.5 and peak <= -1.0
 
@@ -161,7 +164,7 @@ def test_piper_voice_is_natural_enough(tmp_path):
     script = tmp_path / "s.txt"
     script.write_text("[S1] The quick brown fox jumps over the lazy dog. (sighs) Then it rests.")
     report = render(
-        script, tmp_path / "p.wav", VoiceOptions(backend="piper", cache=ChunkCache(tmp_path / "c"))
+        script, tmp_path / "p.wav", VoiceOptions(backend="piper", cache_dir=tmp_path / "c")
     )
     _, _, lufs, peak = measured(tmp_path / "p.wav")
     assert abs(lufs + 16) <= 0.5 and peak <= -1.0
@@ -211,6 +214,6 @@ def test_reference_clip_from_real_speech_is_accepted(tmp_path):
     report = render(
         script,
         tmp_path / "o.wav",
-        VoiceOptions(backend="espeak", cache=ChunkCache(tmp_path / "c"), mos=False),
+        VoiceOptions(backend="espeak", cache_dir=tmp_path / "c", mos=False),
     )
     assert report.duration > 0.5

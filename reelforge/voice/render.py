@@ -17,12 +17,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.errors import BackendError, InputError
 from reelforge.outputs import FileSet, check_apart, output_files
@@ -85,12 +84,18 @@ class VoiceReport(BaseModel):
     warnings: list[str]
 
 
-@dataclass
-class VoiceOptions:
+class VoiceOptions(BaseModel):
+    """What a render is asked to do; plain data (JSON), so a job or a worker can carry it.
+    The chunk cache lives in ``cache_dir`` (default: :func:`reelforge.voice.cache.default_dir`)
+    and is used unless ``use_cache`` is false."""
+
+    model_config = ConfigDict(extra="forbid")
+
     backend: str | None = None
-    backend_options: dict = field(default_factory=dict)
+    backend_options: dict = Field(default_factory=dict)
     target_lufs: float = post.TARGET_LUFS
-    cache: ChunkCache | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
     mos: bool = True
 
 
@@ -169,7 +174,7 @@ def render(
     }
     digests = {name: file_digest(script.speakers[name].reference) for name in references}
     backend = registry.create(opts.backend, **opts.backend_options)
-    cache = opts.cache or ChunkCache()
+    cache = ChunkCache(opts.cache_dir, enabled=opts.use_cache)
     chunks = make_chunks(script, per_turn=backend.name in registry.OFFLINE)
     inputs = [script_path, *(script.speakers[name].reference for name in references)]
     with output_files(output, companions=_companions(output), inputs=inputs) as files:
