@@ -252,3 +252,44 @@ def test_bad_stories_are_file_line_column_errors(case, tmp_path):
     assert where in line, line
     assert line.split(where)[1].split(":")[0].isdigit() or case == "unknown speaker"
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_two_languages_make_two_lip_synced_streams_with_both_subtitles(tmp_path):
+    folder = tmp_path / "s"
+    (folder / "scenes").mkdir(parents=True)
+    (folder / "scenes" / "en.txt").write_text(
+        "[S1] The light has not failed in forty years.\n[S2] Then tonight is no different.\n"
+    )
+    (folder / "scenes" / "fr.txt").write_text(
+        "[S1] La lumière ne s'est pas éteinte depuis quarante ans.\n"
+        "[S2] Alors ce soir ne sera pas différent.\n", encoding="utf-8")  # fmt: skip
+    story = folder / "story.yaml"
+    story.write_text(f"""\
+title: Le phare
+languages: [en, fr]
+size: 320x240
+cast:
+  S1: {{face: {media("faces/astronaut_eileen_collins.png")},
+       voice: {{backend: espeak, voice: en-us}}, voices: {{fr: {{voice: fr}}}}}}
+  S2: {{face: {media("faces/kodim04.png")},
+       voice: {{backend: espeak, voice: en-us+f3}}, voices: {{fr: {{voice: fr+f3}}}}}}
+scenes:
+  - script: {{en: scenes/en.txt, fr: scenes/fr.txt}}
+publish: {{preset: fast, quality: false, thumbnails: false, fallback: false,
+          rungs: [{{width: 320, height: 240, bitrate_kbps: 300}}]}}
+""", encoding="utf-8")  # fmt: skip
+    out = tmp_path / "out"
+    report, _ = make_json(story, tmp_path / "state", "-o", str(out))
+    assert report["streams"] == {"en": "en", "fr": "fr"}
+    durations = {}
+    for lang in ("en", "fr"):
+        stream = out / lang
+        master = m3u8.load(str(stream / "master.m3u8"))
+        pl = read_media_playlist(stream / master.playlists[0].uri)
+        durations[lang] = pl.duration
+        text = {p.name: p.read_text(encoding="utf-8") for p in stream.rglob("*.vtt")}
+        joined = "\n".join(text.values())
+        assert "forty years" in joined and "quarante ans" in joined, sorted(text)
+    names = [s["step"] for s in report["steps"]]
+    assert names.count("talk-shot") == 4 and names.count("publish-stream") == 2
+    assert abs(durations["en"] - durations["fr"]) > 0.2  # each language has its own timing

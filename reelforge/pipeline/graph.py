@@ -73,10 +73,11 @@ def _spec(name: str, inputs: dict[str, Path], options: dict[str, Any]) -> StepSp
     return StepSpec(name=name, version=VERSIONS[name], inputs=inputs, options=options)
 
 
-def _voice_options(story: Story, speaker: str, text: str) -> tuple[dict, dict[str, Path]]:
+def _voice_options(story: Story, speaker: str, text: str,
+                   lang: str) -> tuple[dict, dict[str, Path]]:  # fmt: skip
     from reelforge.voice.backends import default_name
 
-    choice = story.cast[speaker].voice
+    choice = story.cast[speaker].voice_for(lang)
     options = {"speaker": speaker, "text": text, "backend": choice.backend or default_name(),
                "voice": choice.voice, "model": choice.model, "seed": choice.seed,
                "transcript": choice.transcript, "lufs": story.lufs}  # fmt: skip
@@ -212,7 +213,7 @@ def _program(story: Story, lang: str, dialogue: dict, narration: dict, pipeline)
             for i, turn in enumerate(turns):
                 last = i + 1 == len(turns) or turns[i + 1].scene != turn.scene
                 gap = GAP_SCENE if last else GAP_TURN
-                voice = _voice(story, turn.speaker, turn.text, pipeline)
+                voice = _voice(story, turn.speaker, turn.text, lang, pipeline)
                 options = _talk_options(story, turn.speaker, gap)
                 shot = pipeline.run(_spec("talk-shot", {"face": story.cast[turn.speaker].face,
                                                         "speech": voice.file("speech.wav")},
@@ -231,7 +232,7 @@ def _program(story: Story, lang: str, dialogue: dict, narration: dict, pipeline)
             if n in narration:
                 turns = narration[n][lang].turns
                 for i, turn in enumerate(turns):
-                    voice = _voice(story, turn.speaker, turn.text, pipeline)
+                    voice = _voice(story, turn.speaker, turn.text, lang, pipeline)
                     line = f"{name}-n{i:02d}"
                     inputs[line] = voice.file("speech.wav")
                     last = i + 1 == len(turns)
@@ -250,8 +251,8 @@ def _words(turn) -> str:
     return turn.spoken_text or turn.text
 
 
-def _voice(story: Story, speaker: str, text: str, pipeline):
-    options, inputs = _voice_options(story, speaker, text)
+def _voice(story: Story, speaker: str, text: str, lang: str, pipeline):
+    options, inputs = _voice_options(story, speaker, text, lang)
     return pipeline.run(_spec("voice-turn", inputs, options))
 
 

@@ -8,7 +8,8 @@ A story is YAML; paths in it are relative to the story file::
     fps: 25
     cast:
       S1: {name: Keeper, face: faces/keeper.png, voice: {backend: piper}}
-      S2: {name: Sailor, face: faces/sailor.jpg, voice: {backend: espeak, voice: en-us+f3}}
+      S2: {name: Sailor, face: faces/sailor.jpg, voice: {backend: espeak, voice: en-us+f3},
+           voices: {fr: {voice: fr+f3}}}   # per language, over voice
     talk: {backend: viseme}   # for everyone; a cast member's own talk: wins
     scenes:
       - script: scenes/01.txt
@@ -82,7 +83,15 @@ class CastMember(_Strict):
     name: str | None = None  # shown in subtitles; default: the speaker id
     face: Path
     voice: VoiceChoice = Field(default_factory=VoiceChoice)
+    voices: dict[str, VoiceChoice] = Field(default_factory=dict)  # per language, over voice
     talk: TalkChoice | None = None
+
+    def voice_for(self, language: str) -> VoiceChoice:
+        """``voice`` with this language's ``voices`` entry laid over it."""
+        own = self.voices.get(language)
+        if own is None:
+            return self.voice
+        return self.voice.model_copy(update=own.model_dump(exclude_unset=True))
 
 
 class Scene(_Strict):
@@ -262,10 +271,20 @@ def load(path: str | Path, check: FaceCheck = check_face) -> Story:
                 f"cast members are S1, S2, ... as in the scripts, not {speaker!r}",
             )
         member.face = _file(where, base, member.face, ("cast", speaker, "face"), "face")
-        if member.voice.reference is not None:
-            at = ("cast", speaker, "voice", "reference")
-            member.voice.reference = _file(where, base, member.voice.reference, at, "reference")
-            if not member.voice.transcript:
+        for lang in member.voices:
+            if lang not in languages:
+                raise where.error(("cast", speaker, "voices", lang, "<key>"),
+                                  f"{lang!r} is not one of the story's languages "
+                                  f"({', '.join(languages)})")  # fmt: skip
+        for at, choice in [(("cast", speaker, "voice"), member.voice),
+                           *((("cast", speaker, "voices", lang), v)
+                             for lang, v in member.voices.items())]:  # fmt: skip
+            if choice.reference is not None:
+                at = (*at, "reference")
+                choice.reference = _file(where, base, choice.reference, at, "reference")
+        for lang in languages:
+            if (v := member.voice_for(lang)).reference is not None and not v.transcript:
+                at = ("cast", speaker, *(("voices", lang) if lang in member.voices else ("voice",)))
                 raise where.error(at, "a reference clip needs its transcript")
         talk = story.talk_for(speaker)
         if talk.checkpoint is not None:
