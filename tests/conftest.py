@@ -27,6 +27,15 @@ TEST_LADDER = [
 ]
 
 
+def pytest_configure(config) -> None:
+    """Every run of ours in this session records its jobs and steps in a state folder of
+    its own (a test that needs another sets REELFORGE_STATE itself), never the user's."""
+    if "REELFORGE_STATE" not in os.environ:
+        import tempfile
+
+        os.environ["REELFORGE_STATE"] = tempfile.mkdtemp(prefix="reelforge-test-state-")
+
+
 def media(relative: str) -> Path:
     """A file from the shared test media; skips the test (saying why) when it is absent."""
     path = MEDIA / relative
