@@ -217,6 +217,14 @@ def test_sigkill_at_three_points_then_rerun(tmp_path):
         listed = listed.get("jobs", [])
     assert sorted(j["status"] for j in listed) == ["done", "interrupted", "interrupted",
                                                     "interrupted"]  # fmt: skip
+    # a killed make retried under its own id: it ends done, every step from the cache
+    killed = next(j["id"] for j in listed if j["status"] == "interrupted")
+    retried = run_cli("jobs", "retry", killed, "--json", env=env_for(state), timeout=600)
+    assert retried.returncode == 0, retried.stderr
+    shown = json.loads(run_cli("jobs", "show", killed, "--json", env=env_for(state)).stdout)
+    assert shown["status"] == "done" and shown["attempts"] == 2
+    latest = [st for st in shown["steps"] if st["attempt"] == 2]
+    assert latest and {st["status"] for st in latest} == {"cached"}
 
 
 BAD = {
