@@ -53,7 +53,7 @@ VERSIONS = {
     "face-check": "1",
     "voice-turn": "1",
     "talk-shot": "1",
-    "assemble": "1",
+    "assemble": "2",
     "publish-stream": "1",
 }
 

@@ -32,6 +32,7 @@ from reelforge.pipeline.runner import register
 from reelforge.pipeline.spec import StepSpec
 from reelforge.progress import Progress
 from reelforge.voice import post
+from reelforge.voice.subtitles import SubtitleCue, webvtt
 
 RATE = post.RATE
 DUCK_DB = -14.0  # footage sound under a narration (mix: true)
@@ -111,20 +112,6 @@ def _fit(audio: np.ndarray, samples: int) -> np.ndarray:
     return np.concatenate([audio, np.zeros(samples - audio.size, np.float32)])
 
 
-def _vtt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
-def _cue_text(speaker: str, text: str) -> str:
-    clean = " ".join(text.replace("-->", "->").split())
-    name = speaker.replace(">", "").replace("&", "and")
-    return f"<v {name}>{clean.replace('&', '&amp;').replace('<', '&lt;')}"
-
-
 @register("assemble")
 def assemble(spec: StepSpec, out: Path, progress: Progress) -> dict:
     """Options: ``width``, ``height``, ``fps``, ``lufs``, ``language`` (this program's),
@@ -202,11 +189,9 @@ def assemble(spec: StepSpec, out: Path, progress: Progress) -> dict:
     update(total)
     wav.unlink()
     for lang in o["languages"]:  # every language's words, at this program's turns
-        vtt = ["WEBVTT", ""]
-        for n, (a, b, speaker, texts) in enumerate(cues, 1):
-            vtt += [str(n), f"{_vtt_time(a)} --> {_vtt_time(b)}", _cue_text(speaker, texts[lang]),
-                    ""]  # fmt: skip
-        (out / f"subtitles-{lang}.vtt").write_text("\n".join(vtt), encoding="utf-8")
+        vtt = webvtt([SubtitleCue(a, b, speaker, " ".join(texts[lang].split()))
+                      for a, b, speaker, texts in cues])  # fmt: skip
+        (out / f"subtitles-{lang}.vtt").write_text(vtt, encoding="utf-8")
     bounds, t = [], 0
     for n in frames:
         bounds.append([round(t / fps, 4), round((t + n) / fps, 4)])

@@ -24,7 +24,8 @@ def timestamp(t: float) -> str:
 def webvtt(cues: list[SubtitleCue]) -> str:
     out = ["WEBVTT", ""]
     for n, cue in enumerate(cues, 1):
-        text = cue.text.replace("-->", "->").replace("<", "&lt;")
+        text = cue.text.replace("-->", "->").replace("&", "&amp;").replace("<", "&lt;")
+        speaker = cue.speaker.replace(">", "").replace("&", "&amp;")
         out += [str(n), f"{timestamp(cue.start)} --> {timestamp(cue.end)}",
-                f"<v {cue.speaker}>{text}", ""]  # fmt: skip
+                f"<v {speaker}>{text}", ""]  # fmt: skip
     return "\n".join(out)
