@@ -161,6 +161,11 @@ def publish(
     ):
         done = publish_to(input, output, opts, versioned=versioned, progress=bars)
     report = done.report
+    for name, extra in report.extras.items():
+        if extra.state in ("failed", "interrupted"):
+            why = escape(extra.reason or extra.state)
+            err_console.print(f"[yellow]warning:[/] {name} not made ({why}); the stream "
+                              "plays without it", highlight=False, soft_wrap=True)  # fmt: skip
     if as_json:
         data = json.loads(report.model_dump_json())
         if done.version is not None:
@@ -189,7 +194,8 @@ def _print_publish_summary(report) -> None:
     out_console.print(
         f"{t.size_bytes / 1e6:.1f} MB for {t.media_duration:.1f} s; "
         f"encode {t.encode_seconds:.1f} s "
-        f"({t.encode_speed_x_realtime:.2f}x real time); wall {t.wall_seconds:.1f} s"
+        f"({t.encode_speed_x_realtime:.2f}x real time); playable after "
+        f"{t.playable_seconds or t.wall_seconds:.1f} s, complete after {t.wall_seconds:.1f} s"
     )
     out_console.print(
         f"HLS: {report.output}/{report.files.hls}   DASH: {report.output}/{report.files.dash}"

@@ -409,6 +409,52 @@ def output_folder(
     and now, or (with ``force``) still a previous output of ``kind``, which is then
     swapped out and removed; otherwise :class:`InputError` names it and nothing changes.
     """
+    with staged_output_folder(target, kind, force=force, inputs=inputs) as staged:
+        yield staged.folder
+        staged.place()
+
+
+class StagedFolder:
+    """An output folder being built: :attr:`folder` is the hidden temporary sibling until
+    :meth:`place` renames it into place, then the target itself (still locked)."""
+
+    def __init__(self, tmp: Path, path: Path, shown: Path, kind: OutputKind,
+                 existed: bool) -> None:  # fmt: skip
+        self._tmp, self._path, self._shown = tmp, path, shown
+        self._kind, self._existed = kind, existed
+        self.folder = tmp
+        self.placed = False
+
+    def place(self) -> Path:
+        """Rename the temporary into place (as :func:`output_folder` does at its end) and
+        remove the previous output it replaced; returns the target's path."""
+        _place_folder(self._tmp, self._path, self._shown, self._kind, self._existed)
+        self.placed = True
+        self.folder = self._path
+        self.discard()
+        return self._path
+
+    def discard(self) -> None:
+        """Remove the temporary (before :meth:`place`: the work; after: what it replaced)."""
+        if self._tmp.is_symlink():  # the target was a link to a previous output: swapped
+            self._tmp.unlink()
+        else:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output_folder(
+    target: PathLike,
+    kind: OutputKind,
+    *,
+    force: bool = False,
+    inputs: Iterable[PathLike | None] = (),
+) -> Iterator[StagedFolder]:
+    """:func:`output_folder` for a step whose output is usable before it is finished: the
+    block builds in ``staged.folder``, calls ``staged.place()`` once the output is valid,
+    and may go on writing into the placed folder while the lock is held. A failure before
+    ``place()`` leaves nothing behind; after it, the placed folder stays (keeping it valid
+    is the block's part). Refusals and the rename are :func:`output_folder`'s."""
     shown = Path(target)
     check_apart(shown, inputs, folder=True)
     check_target(shown, kind, force=force)
@@ -416,14 +462,11 @@ def output_folder(
         existed = check_target(shown, kind, force=force)  # again, now that it is ours
         tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        staged = StagedFolder(tmp, path, shown, kind, existed)
         try:
-            yield tmp
-            _place_folder(tmp, path, shown, kind, existed)
+            yield staged
         finally:
-            if tmp.is_symlink():  # the target was a link to a previous output: swapped here
-                tmp.unlink()
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
+            staged.discard()
 
 
 def _place_folder(tmp: Path, path: Path, shown: Path, kind: OutputKind, existed: bool) -> None:

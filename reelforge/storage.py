@@ -5,7 +5,8 @@ Contract: an output or served location is either a path or ``s3://BUCKET/PREFIX`
 :func:`upload_tree` copies it to S3 with each object's ``Content-Type`` and
 ``Cache-Control`` (by asset class, as the origin would send them), pointer files
 (``master.m3u8``, ``manifest.mpd``, ``current.json`` and ``manifest.json`` at the top)
-last, so a reader never finds a pointer to objects that are not there yet.
+last, so a reader never finds a pointer to objects that are not there yet; a second call
+may send only what changed since the first.
 :func:`download_file` fetches one object (``None`` when absent). The client comes from
 boto3's usual configuration (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_DEFAULT_REGION``, and ``AWS_ENDPOINT_URL`` for S3-compatible servers); credentials
@@ -60,8 +61,11 @@ def _error(exc: Exception, where: S3Location) -> ReelforgeError:
     return ReelforgeError(f"{where}: S3 request failed ({code})")
 
 
-def upload_tree(local: Path, where: S3Location, *, s3=None, manifest_max_age: int = 60) -> int:
-    """Upload every file under ``local``; returns the number of objects written."""
+def upload_tree(local: Path, where: S3Location, *, s3=None, manifest_max_age: int = 60,
+                uploaded: dict[str, tuple[int, int]] | None = None) -> int:  # fmt: skip
+    """Upload every file under ``local`` (top pointer files last); returns the number of
+    objects written. ``uploaded`` (relative path -> (size, mtime) of what an earlier call
+    sent) skips files unchanged since, and is brought up to date."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     register_mime_types()
@@ -69,15 +73,22 @@ def upload_tree(local: Path, where: S3Location, *, s3=None, manifest_max_age: in
     files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
     top_pointers = [p for p in files if p.parent == local and p.name in POINTERS]
     ordered = [p for p in files if p not in top_pointers] + top_pointers
+    count = 0
     try:
         for path in ordered:
             rel = path.relative_to(local).as_posix()
+            st = path.stat()
+            if uploaded is not None and uploaded.get(rel) == (st.st_size, st.st_mtime_ns):
+                continue
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             extra = {"ContentType": mime, "CacheControl": cache_control(rel, manifest_max_age)}
             s3.upload_file(str(path), where.bucket, where.key(rel), ExtraArgs=extra)
+            count += 1
+            if uploaded is not None:
+                uploaded[rel] = (st.st_size, st.st_mtime_ns)
     except (BotoCoreError, ClientError) as exc:
         raise _error(exc, where) from None
-    return len(ordered)
+    return count
 
 
 def download_file(where: S3Location, relative: str, dest: Path, *, s3=None) -> Path | None:

@@ -107,10 +107,18 @@ def test_publish_stops_within_a_second_while_encoding(tmp_path, talk_source, sig
 
 
 def test_publish_stops_within_a_second_while_scoring(tmp_path, talk_source):
+    """VMAF comes after the stream is in place: the stream stays, its report says what is
+    missing, and nothing else is left beside it."""
+    import json
+
     out = tmp_path / "stream"
     _interrupt(["publish", talk_source, "-o", out, "--preset", "fast", "--no-thumbnails",
                 "--no-fallback"], signal.SIGINT, _running("libvmaf"), settle=0.3)  # fmt: skip
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [out]
+    report = json.loads((out / "report.json").read_text())
+    assert report["state"] == "incomplete"
+    assert report["extras"]["quality"]["state"] == "interrupted"
+    assert (out / "master.m3u8").is_file() and (out / "manifest.mpd").is_file()
 
 
 def test_talk_stops_within_a_second_while_rendering(tmp_path):

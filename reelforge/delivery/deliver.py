@@ -8,18 +8,22 @@ Contract: :func:`publish_to` publishes ``source`` to ``location`` and returns a
 - a local folder, ``versioned``: ``location`` is a stream folder, held for the whole run
   (:func:`reelforge.outputs.stream_folder`, one version added at a time); the publish goes
   into a new version folder inside it and the pointers switch to it
-  (:func:`reelforge.delivery.versions.switch`);
+  (:func:`reelforge.delivery.versions.switch`) as soon as it is playable;
 - ``s3://BUCKET/PREFIX``: the same, built in a local scratch folder (for a versioned
   stream, its ``current.json`` fetched first, so the history carries on) and uploaded by
-  :func:`deliver`, pointer files last; objects already there are replaced.
+  :func:`deliver`, pointer files last; objects already there are replaced. The playable
+  stream is uploaded as soon as it is there (segments, manifests, pointers), the extras
+  and the final report when they are done.
 
-:func:`deliver` uploads a finished local output (a stream, or a stream folder with its
-pointers) to an S3 location and returns how many objects it wrote.
+:func:`deliver` uploads a local output (a stream, or a stream folder with its pointers) to
+an S3 location, what changed since an earlier call when given its ``uploaded`` record,
+and returns how many objects it wrote.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,41 +64,59 @@ def publish_to(
 
 
 def deliver(local_output: Path, location: str | S3Location, *,
-            progress: Progress | None = None) -> int:  # fmt: skip
-    """Upload the finished output ``local_output`` to ``location`` (pointer files last);
-    returns the number of objects written."""
+            progress: Progress | None = None,
+            uploaded: dict[str, tuple[int, int]] | None = None) -> int:  # fmt: skip
+    """Upload the output ``local_output`` to ``location`` (pointer files last); with
+    ``uploaded`` (kept between calls), only what changed since. Returns the number of
+    objects written."""
     where = parse_s3(location) if isinstance(location, str) else location
     files = sum(1 for p in local_output.rglob("*") if p.is_file())
     update = (progress or NullProgress()).stage("upload", files, "files")
-    count = upload_tree(local_output, where)
-    update(count)
+    count = upload_tree(local_output, where, uploaded=uploaded)
+    update(files)
     return count
 
 
+Hook = Callable[[PublishReport], None]
+
+
 def _to_folder(source: Path, output: Path, opts: PublishOptions, versioned: bool,
-               progress: Progress | None) -> Delivery:  # fmt: skip
+               progress: Progress | None, on_playable: Hook | None = None) -> Delivery:  # fmt: skip
     if not versioned:
-        return Delivery(publish(source, output, opts, progress), str(output))
+        report = publish(source, output, opts, progress, on_playable=on_playable)
+        return Delivery(report, str(output))
     from reelforge.delivery.versions import new_version_name, switch
     from reelforge.outputs import stream_folder
 
     with stream_folder(output, inputs=[source]):  # one version added at a time
         version = new_version_name()
-        report = publish(source, output / version, opts, progress)
-        return Delivery(report, str(output), version, switch(output, version))
+        switched: list[dict] = []
+
+        def playable(report: PublishReport) -> None:
+            switched.append(switch(output, version))  # players get the new version now
+            if on_playable is not None:
+                on_playable(report)
+
+        report = publish(source, output / version, opts, progress, on_playable=playable)
+        return Delivery(report, str(output), version, switched[-1])
 
 
 def _to_s3(source: Path, where: S3Location, opts: PublishOptions, versioned: bool,
            progress: Progress | None) -> Delivery:  # fmt: skip
-    """Publish into a local scratch folder, then upload (pointers last)."""
+    """Publish into a local scratch folder; upload it once playable (pointers last), then
+    what the extras added."""
+    uploaded: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory(prefix="reelforge-publish-") as tmp:
         local = Path(tmp) / "stream"
         local.mkdir()
-        if versioned:
+        if not versioned:  # the scratch folder is ours; S3 objects are replaced
+            local, opts = local / "out", replace(opts, force=True)
+        else:
             download_file(where, CURRENT, local / CURRENT)
-            done = _to_folder(source, local, opts, True, progress)
-        else:  # the scratch folder is ours; S3 objects are replaced
-            local = local / "out"
-            done = _to_folder(source, local, replace(opts, force=True), False, progress)
-        deliver(local, where, progress=progress)
+
+        def playable(_report: PublishReport) -> None:
+            deliver(local, where, progress=progress, uploaded=uploaded)
+
+        done = _to_folder(source, local, opts, versioned, progress, on_playable=playable)
+        deliver(local, where, progress=progress, uploaded=uploaded)
     return done

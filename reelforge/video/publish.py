@@ -1,29 +1,44 @@
 """The publish step: one video (or audio) file in, an adaptive CMAF stream out.
 
 Contract: :func:`publish` probes the input, plans the ladder, encodes every rendition in one
-ffmpeg run, cuts CMAF segments with content-hashed names, writes HLS and DASH manifests
-(last), a poster, scrubbing thumbnails, a fast-start MP4 fallback and ``report.json``. All of
-it is built in a temporary sibling of ``output`` and renamed into place at the end
-(:func:`reelforge.outputs.output_folder`): a failed or interrupted publish leaves nothing
-behind, the input is only ever read, an output folder holding the input is refused, and
-``force`` replaces only a previous publish output.
+ffmpeg run and cuts CMAF segments with content-hashed names; with the HLS and DASH
+manifests (written last, so nothing names a missing file), a small poster preview and a
+first ``report.json`` (``state: "playable"``) they are built in a hidden temporary sibling
+of ``output`` and renamed into place: from that instant the stream is complete and valid,
+and ``on_playable`` is called. Until then a failure or an interrupt leaves nothing behind.
+
+The slow extras follow in the placed folder while its lock is still held: the poster
+(AVIF, WebP, JPEG), the MP4 fallback, the scrubbing sprites, VMAF and the rate-quality
+plot. Each is built in a work folder and its files renamed in (index files last); after
+each, ``report.json`` is replaced atomically. An extra that fails is recorded (``extras``:
+``failed`` and why) and the next one goes on; an interrupt records the extras left out as
+``interrupted`` and raises :class:`~reelforge.errors.Cancelled`, the stream left in place.
+The last report is ``state: "complete"``, or ``"incomplete"`` when some extra is missing;
+``totals.playable_seconds`` and ``totals.complete_seconds`` say when each was reached.
+
+The input is only ever read, an output folder holding the input is refused, and ``force``
+replaces only a previous publish output (see :mod:`reelforge.outputs`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from reelforge.errors import InputError
+from reelforge.errors import Cancelled, InputError, ReelforgeError
 from reelforge.fsutil import scratch_dir
 from reelforge.media.probe import probe
-from reelforge.outputs import PUBLISH, check_apart, check_target, output_folder, target_path
+from reelforge.outputs import PUBLISH, check_apart, check_target, staged_output_folder, target_path
 from reelforge.progress import NullProgress, Progress
 from reelforge.video import ladder, stages
 from reelforge.video.codecs import PRESETS, parse_codecs
-from reelforge.video.report import Files, PublishReport
+from reelforge.video.report import ExtraStatus, Files, PublishReport
 from reelforge.video.timeline import check_opening
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -68,8 +83,11 @@ def publish(
     output: str | Path,
     options: PublishOptions | None = None,
     progress: Progress | None = None,
+    *,
+    on_playable: Callable[[PublishReport], None] | None = None,
 ) -> PublishReport:
-    """Publish ``source`` into the folder ``output``; returns the report also written there."""
+    """Publish ``source`` into the folder ``output``; returns the last report written there.
+    ``on_playable(report)`` runs once the stream is in place (the output still locked)."""
     opts = options or PublishOptions()
     progress = progress or NullProgress()
     source, output = Path(source), Path(output)
@@ -83,34 +101,130 @@ def publish(
     if info.duration <= 0:
         raise InputError("has no measurable duration", path=source)
     plan = stages.plan(info, opts)
+    timings: dict[str, float] = {"probe": round(time.monotonic() - started, 3)}
+
+    def timed(name: str, fn: Callable[..., T], *args, **kwargs) -> T:
+        t0 = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timings[name] = round(time.monotonic() - t0, 3)
 
     with (
-        output_folder(output, PUBLISH, force=opts.force, inputs=[source]) as out,
+        staged_output_folder(output, PUBLISH, force=opts.force, inputs=[source]) as staged,
         scratch_dir(target_path(output)) as work,
     ):
         analysis = None
         if opts.per_title and plan.video is not None:
-            analysis = stages.analyse(source, info, opts, work, progress)
+            analysis = timed("analysis", stages.analyse, source, info, opts, work, progress)
             plan = stages.plan(info, opts, analysis)
-        encoded = stages.encode(source, plan, work, progress=progress)
-        packaged = stages.package(encoded, plan, out, progress)
+        encoded = timed("encode", stages.encode, source, plan, work, progress=progress)
+        packaged = timed("package", stages.package, encoded, plan, staged.folder, progress)
+        extras = _Extras(source, plan, encoded, packaged, opts, work, timings,
+                         stages.hull_points(analysis), progress)  # fmt: skip
+        extras.run(staged.folder, extras.early)
+        t0 = time.monotonic()
+        extras.files.hls, extras.files.dash = stages.manifests(packaged, plan, staged.folder)
 
-        wanted = [stages.POSTER_PREVIEW, stages.POSTER] if opts.poster else []
-        wanted += [stages.SPRITES] if opts.thumbnails else []
-        wanted += [stages.FALLBACK] if opts.fallback else []
-        ctx = stages.ExtrasContext(source, plan, encoded, packaged,
-                                   thumbnail_interval=opts.thumbnail_interval,
-                                   hull=stages.hull_points(analysis))  # fmt: skip
-        files = Files()
-        stages.set_files(files, stages.extras(wanted, ctx, out, work))
-        scores = stages.score(source, plan, encoded, work, progress) if opts.quality else (
-            stages.Scores())  # fmt: skip
-        ctx.points = stages.rate_quality(packaged, scores)
-        stages.set_files(files, stages.extras([stages.PLOT], ctx, out, work))
-        files.hls, files.dash = stages.manifests(packaged, plan, out)
-        report = stages.build_report(source=source, output=output, plan=plan, opts=opts,
-                                     encoded=encoded, packaged=packaged, files=files,
-                                     scores=scores, analysis=analysis,
-                                     started=started)  # fmt: skip
+        def report_now(state: str) -> PublishReport:
+            report = stages.build_report(source=source, output=output, plan=plan, opts=opts,
+                                         encoded=encoded, packaged=packaged,
+                                         files=extras.files, scores=extras.scores,
+                                         analysis=analysis, started=started)  # fmt: skip
+            report.state, report.extras = state, dict(extras.status)
+            report.totals.stage_seconds = dict(timings)
+            report.totals.playable_seconds = playable
+            return report
+
+        playable = round(time.monotonic() - started, 3)
+        report = report_now("playable")
+        stages.write_report(staged.folder, report)
+        timings["manifests"] = round(time.monotonic() - t0, 3)
+        out = staged.place()  # the stream is complete and valid from here on
+        if on_playable is not None:
+            on_playable(report)
+        try:
+            for name in extras.late:
+                extras.run(out, [name])
+                stages.write_report(out, report_now("playable"))
+        except (KeyboardInterrupt, Cancelled) as exc:
+            extras.interrupted()
+            stages.write_report(out, report_now("incomplete"))
+            if isinstance(exc, Cancelled):
+                raise
+            raise Cancelled(
+                "interrupted after the stream was published; it plays, and its "
+                "report.json lists the extras left out",
+                path=output,
+            ) from exc
+        missing = [n for n, s in extras.status.items() if s.state not in ("done", "skipped")]
+        report = report_now("incomplete" if missing else "complete")
+        report.totals.complete_seconds = report.totals.wall_seconds
         stages.write_report(out, report)
     return report
+
+
+class _Extras:
+    """The extras a publish was asked for, run one by one, each one's outcome recorded."""
+
+    def __init__(self, source, plan, encoded, packaged, opts: PublishOptions, work: Path,
+                 timings: dict[str, float], hull, progress: Progress) -> None:  # fmt: skip
+        self.ctx = stages.ExtrasContext(source, plan, encoded, packaged,
+                                        thumbnail_interval=opts.thumbnail_interval,
+                                        hull=hull)  # fmt: skip
+        self.work, self.timings, self.progress = work, timings, progress
+        self.files = Files()
+        self.scores = stages.Scores()
+        # cheap and shown by the player page before anything loads: before playable
+        self.early = [stages.POSTER_PREVIEW] if opts.poster else []
+        self.late = [*([stages.POSTER] if opts.poster else []),
+                     *([stages.FALLBACK] if opts.fallback else []),
+                     *([stages.SPRITES] if opts.thumbnails else []),
+                     *([stages.QUALITY, stages.PLOT] if opts.quality else [])]  # fmt: skip
+        self.status: dict[str, ExtraStatus] = {}
+        for name in [*self.early, *self.late]:
+            why = stages.applies(name, self.ctx) if name != stages.PLOT else None
+            self.status[name] = (ExtraStatus(state="skipped", reason=why) if why
+                                 else ExtraStatus(state="pending"))  # fmt: skip
+
+    def run(self, out: Path, names: list[str]) -> None:
+        for name in names:
+            if self.status[name].state != "pending":
+                continue
+            t0 = time.monotonic()
+            try:
+                if name == stages.QUALITY:
+                    self.scores = stages.score(self.ctx.source, self.ctx.plan, self.ctx.encoded,
+                                               self.work, self.progress)  # fmt: skip
+                    self.ctx.points = stages.rate_quality(self.ctx.packaged, self.scores)
+                else:
+                    result = stages.extras([name], self.ctx, out, self.work)
+                    if name in result.skipped:
+                        self.status[name] = ExtraStatus(state="skipped",
+                                                        reason=result.skipped[name])  # fmt: skip
+                        continue
+                    stages.set_files(self.files, result)
+            except Exception as exc:
+                if isinstance(exc, Cancelled):
+                    raise
+                self.status[name] = ExtraStatus(state="failed", reason=_reason(exc),
+                                                seconds=_since(t0))  # fmt: skip
+                continue
+            finally:
+                self.timings[name] = _since(t0)
+            self.status[name] = ExtraStatus(state="done", seconds=_since(t0))
+
+    def interrupted(self) -> None:
+        for name, status in self.status.items():
+            if status.state == "pending":
+                self.status[name] = ExtraStatus(state="interrupted", reason="interrupted")
+
+
+def _since(t0: float) -> float:
+    return round(time.monotonic() - t0, 3)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, ReelforgeError | OSError) else (
+        f"{type(exc).__name__}: {exc}")  # fmt: skip
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -44,7 +44,18 @@ class Totals(BaseModel):
     encode_speed_x_realtime: float
     quality_seconds: float | None = None
     analysis_seconds: float | None = None  # per-title ladders: the analysis before encoding
-    wall_seconds: float
+    wall_seconds: float  # from the start to this report (the last one: to complete)
+    playable_seconds: float | None = None  # start -> the stream in place and playable
+    complete_seconds: float | None = None  # start -> every extra written (None: not yet)
+    stage_seconds: dict[str, float] = {}  # where the time went, stage by stage
+
+
+class ExtraStatus(BaseModel):
+    """How an extra (poster, sprites, fallback, VMAF, plot) of a publish fared."""
+
+    state: str  # "pending", "done", "skipped" (does not apply), "failed" or "interrupted"
+    seconds: float | None = None
+    reason: str | None = None  # why it failed, was skipped or interrupted
 
 
 class Settings(BaseModel):
@@ -83,3 +94,8 @@ class PublishReport(BaseModel):
     hull: list[RateQualityPoint] = []  # per-title ladders: the analysis' convex hull
     per_title: dict | None = None  # per-title ladders: samples, hull, rungs, timings
     notes: list[str] = []
+    # "playable": the stream is in place, extras are still being made; "complete": every
+    # extra asked for is there; "incomplete": the stream plays, but some extras failed or
+    # were interrupted (``extras`` says which and why)
+    state: str = "complete"
+    extras: dict[str, ExtraStatus] = {}

@@ -64,8 +64,6 @@ from reelforge.video.report import (
 from reelforge.video.timeline import Timeline, default_opening
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from reelforge.video.pertitle import PerTitle
     from reelforge.video.publish import PublishOptions
 
@@ -340,24 +338,26 @@ def _language(info: MediaInfo) -> str | None:
 
 # --- extras -----------------------------------------------------------------------------
 
-POSTER_PREVIEW, POSTER, SPRITES, FALLBACK, PLOT = (
-    "poster_preview", "poster", "sprites", "fallback", "rate_quality_plot")  # fmt: skip
-EXTRAS = (POSTER_PREVIEW, POSTER, SPRITES, FALLBACK, PLOT)
+POSTER_PREVIEW, POSTER, SPRITES, FALLBACK, QUALITY, PLOT = (
+    "poster_preview", "poster", "sprites", "fallback", "quality", "rate_quality_plot")  # fmt: skip
+EXTRAS = (POSTER_PREVIEW, POSTER, SPRITES, FALLBACK, PLOT)  # what :func:`extras` makes
 
 
 @dataclass
 class ExtrasResult:
-    """What :func:`extras` wrote: the report's file entries, and seconds per extra."""
+    """What :func:`extras` wrote: the report's file entries, seconds per extra, and the
+    extras that did not apply (name -> why)."""
 
-    files: dict[str, Any] = field(default_factory=dict)  # Files field -> its value
+    files: dict[str, Any] = field(default_factory=dict)  # extra name -> the report's value
     seconds: dict[str, float] = field(default_factory=dict)
-    poster_image: Image.Image | None = None  # the chosen frame, for a later poster extra
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class ExtrasContext:
     """What extras are made from: the source, its plan, the encoded and packaged tracks,
-    the per-title hull and the VMAF scores (for the plot)."""
+    the per-title hull and the VMAF points (for the plot), and where the poster frame was
+    found (the preview chooses it, the poster takes the source's frame there)."""
 
     source: Path
     plan: Plan
@@ -366,28 +366,41 @@ class ExtrasContext:
     thumbnail_interval: float | None = None
     points: list[RateQualityPoint] = field(default_factory=list)
     hull: list[RateQualityPoint] = field(default_factory=list)
-    poster_image: Image.Image | None = None
+    poster_time: float | None = None
+
+
+def applies(name: str, ctx: ExtrasContext) -> str | None:
+    """None when the extra ``name`` can be made for ``ctx``, else why not."""
+    has_video = ctx.plan.video is not None and bool(ctx.packaged.video)
+    if name in (POSTER_PREVIEW, POSTER, SPRITES, QUALITY) and not has_video:
+        return "no video"
+    if name == PLOT and not ctx.points:
+        return "no VMAF scores"
+    return None
 
 
 def extras(names: Iterable[str], ctx: ExtrasContext, out: Path, workdir: Path) -> ExtrasResult:
     """Make each named extra (of :data:`EXTRAS`) for ``ctx`` and put its files into
-    ``out``: built in ``workdir``, renamed into place index files last. An extra that
-    does not apply (no video for a poster, no scores for the plot) is skipped."""
-    result = ExtrasResult(poster_image=ctx.poster_image)
+    ``out``: built in ``workdir``, then renamed into place (index files last, so a reader
+    never finds an index naming a missing sheet). An extra that does not apply (no video
+    for a poster, no scores for the plot) is skipped. A failure leaves none of that
+    extra's files in ``out`` and propagates."""
+    result = ExtrasResult()
     for name in names:
+        why = applies(name, ctx)
+        if why is not None:
+            result.skipped[name] = why
+            continue
         t0 = time.monotonic()
         staging = workdir / f"extra-{name}"
         staging.mkdir(parents=True, exist_ok=True)
         try:
-            made = _MAKERS[name](ctx, result, staging)
-            if made is not None:
-                value, files = made
-                _move_into(staging, out, files)
-                result.files[name] = value
+            value, files = _MAKERS[name](ctx, staging)
+            _move_into(staging, out, files)
+            result.files[name] = value
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         result.seconds[name] = round(time.monotonic() - t0, 3)
-    ctx.poster_image = result.poster_image
     return result
 
 
@@ -408,43 +421,60 @@ def _move_into(staging: Path, out: Path, files: list[str]) -> None:
         raise
 
 
-Made = tuple[Any, list[str]] | None  # (the report's value, files to move in order) or None
+Made = tuple[Any, list[str]]  # (the report's value, files to move in, in order)
 
 
-def _poster_image(ctx: ExtrasContext, result: ExtrasResult) -> Image.Image:
-    if result.poster_image is None:
-        from reelforge.video import thumbnails
-
-        video = ctx.plan.video
-        img, _ = thumbnails.choose_poster_frame(ctx.source, video, ctx.plan.duration)
-        top = max(ctx.packaged.video, key=lambda t: t.width * t.height)
-        if img.size != (top.width, top.height):
-            img = img.resize((top.width, top.height))
-        result.poster_image = img
-    return result.poster_image
+def _top_size(ctx: ExtrasContext) -> tuple[int, int]:
+    top = max(ctx.packaged.video, key=lambda t: t.width * t.height)
+    return top.width, top.height
 
 
-def _make_poster_preview(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
-    if ctx.plan.video is None or not ctx.packaged.video:
+def _preview_rendition(ctx: ExtrasContext) -> Path | None:
+    """The smallest SDR rendition at least as wide as the preview (the largest when none
+    is): decoding it costs little, and its pictures are tone-mapped and upright."""
+    from reelforge.video.thumbnails import PREVIEW_WIDTH
+
+    sdr = [o.rendition for o in ctx.plan.outputs if not o.deep]
+    if not sdr:
         return None
+    wide = [r for r in sdr if r.width >= PREVIEW_WIDTH]
+    pick = (min(wide, key=lambda r: (r.width * r.height, r.codec != "h264")) if wide
+            else max(sdr, key=lambda r: r.width * r.height))  # fmt: skip
+    return ctx.encoded.video[pick.name]
+
+
+def _make_poster_preview(ctx: ExtrasContext, staging: Path) -> Made:
     from reelforge.video import thumbnails
 
-    name = thumbnails.write_poster_preview(_poster_image(ctx, result), staging)
+    rendition = _preview_rendition(ctx)
+    if rendition is not None:
+        img, chosen = thumbnails.choose_rendition_frame(rendition, ctx.plan.duration)
+    else:
+        img, chosen = thumbnails.choose_poster_frame(ctx.source, ctx.plan.video,
+                                                     ctx.plan.duration)  # fmt: skip
+    ctx.poster_time = chosen.time
+    name = thumbnails.write_poster_preview(img, staging)
     return name, [name]
 
 
-def _make_poster(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
-    if ctx.plan.video is None or not ctx.packaged.video:
-        return None
+def _make_poster(ctx: ExtrasContext, staging: Path) -> Made:
     from reelforge.video import thumbnails
 
-    names = thumbnails.write_poster(_poster_image(ctx, result), staging, POSTER_MAX_WIDTH)
+    video = ctx.plan.video
+    img = None
+    if ctx.poster_time is not None:  # the preview's frame, from the source
+        img = thumbnails.frame_image(ctx.source, video, ctx.poster_time)
+    if img is None:
+        img, chosen = thumbnails.choose_poster_frame(ctx.source, video, ctx.plan.duration)
+        ctx.poster_time = chosen.time
+    size = _top_size(ctx)
+    if img.size != size:
+        img = img.resize(size)
+    names = thumbnails.write_poster(img, staging, POSTER_MAX_WIDTH)
     return names, list(names.values())
 
 
-def _make_sprites(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
-    if ctx.plan.video is None or not ctx.packaged.video:
-        return None
+def _make_sprites(ctx: ExtrasContext, staging: Path) -> Made:
     from reelforge.video import thumbnails
 
     key = ctx.plan.timeline.keyframe_interval
@@ -456,7 +486,7 @@ def _make_sprites(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Ma
     return (sprites.vtt, sprites.sheets), [*sprites.sheets, sprites.vtt]
 
 
-def _make_fallback(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
+def _make_fallback(ctx: ExtrasContext, staging: Path) -> Made:
     from reelforge.video.fallback import write_fallback
 
     fallback_video = None
@@ -468,15 +498,11 @@ def _make_fallback(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> M
                     reach, key=lambda r: r.bitrate_kbps)]  # fmt: skip
         best = max(fits, key=lambda r: (r.width * r.height, r.bitrate_kbps))
         fallback_video = ctx.encoded.video[best.name]
-    if fallback_video is None and ctx.encoded.audio is None:
-        return None
     name = write_fallback(fallback_video, ctx.encoded.audio, staging, layout.FALLBACK)
     return name, [name]
 
 
-def _make_plot(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
-    if not ctx.points:
-        return None
+def _make_plot(ctx: ExtrasContext, staging: Path) -> Made:
     from reelforge.video.bdrate import Point
     from reelforge.video.plot import rate_quality_svg
 
@@ -490,7 +516,7 @@ def _make_plot(ctx: ExtrasContext, result: ExtrasResult, staging: Path) -> Made:
     return layout.RATE_QUALITY_PLOT, [layout.RATE_QUALITY_PLOT]
 
 
-_MAKERS: dict[str, Callable[[ExtrasContext, ExtrasResult, Path], Made]] = {
+_MAKERS: dict[str, Callable[[ExtrasContext, Path], Made]] = {
     POSTER_PREVIEW: _make_poster_preview,
     POSTER: _make_poster,
     SPRITES: _make_sprites,

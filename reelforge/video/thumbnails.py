@@ -69,8 +69,10 @@ def to_display_image(frame: av.VideoFrame, video: VideoStreamInfo) -> Image.Imag
 
 
 def _frame_at(container, stream, t: float) -> av.VideoFrame | None:
-    """The first frame at or after ``t`` seconds (seeks to the keyframe before it)."""
-    target = int(t / stream.time_base) if stream.time_base else 0
+    """The first frame at or after ``t`` seconds of media time (from the stream's first
+    timestamp); seeks to the keyframe before it."""
+    base = stream.start_time or 0
+    target = base + (int(t / stream.time_base) if stream.time_base else 0)
     try:
         container.seek(max(target, 0), stream=stream, backward=True)
         last = None
@@ -83,21 +85,22 @@ def _frame_at(container, stream, t: float) -> av.VideoFrame | None:
         return None
 
 
-def choose_poster_frame(
-    source: Path, video: VideoStreamInfo, duration: float
-) -> tuple[Image.Image, FrameScore]:
-    """Pick the best candidate frame from the middle 90% of the source."""
-    times = [duration * (0.05 + 0.9 * i / max(1, CANDIDATES - 1)) for i in range(CANDIDATES)]
+def candidate_times(duration: float) -> list[float]:
+    """Where poster candidates are taken: :data:`CANDIDATES` times over the middle 90%."""
+    return [duration * (0.05 + 0.9 * i / max(1, CANDIDATES - 1)) for i in range(CANDIDATES)]
+
+
+def _choose(path: Path, duration: float, picture) -> tuple[Image.Image, FrameScore]:
     best: tuple[Image.Image, FrameScore] | None = None
     fallback: tuple[Image.Image, FrameScore] | None = None
-    with av.open(str(source)) as container:
+    with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for t in times:
+        for t in candidate_times(duration):
             frame = _frame_at(container, stream, t)
             if frame is None:
                 continue
-            img = to_display_image(frame, video)
+            img = picture(frame)
             score = score_image(img, t)
             if fallback is None or score.contrast > fallback[1].contrast:
                 fallback = (img, score)
@@ -107,6 +110,29 @@ def choose_poster_frame(
     if chosen is None:
         raise ValueError("no decodable frame for a poster")
     return chosen
+
+
+def choose_poster_frame(
+    source: Path, video: VideoStreamInfo, duration: float
+) -> tuple[Image.Image, FrameScore]:
+    """Pick the best candidate frame from the middle 90% of the source."""
+    return _choose(source, duration, lambda frame: to_display_image(frame, video))
+
+
+def choose_rendition_frame(rendition: Path, duration: float) -> tuple[Image.Image, FrameScore]:
+    """:func:`choose_poster_frame` over an encoded rendition (upright, square pixels, SDR):
+    the same candidates and scores, at a fraction of the cost of decoding the source when
+    the rendition is small. The score's ``time`` says where the frame is."""
+    return _choose(rendition, duration, lambda frame: frame.to_image())
+
+
+def frame_image(source: Path, video: VideoStreamInfo, t: float) -> Image.Image | None:
+    """The source's frame at ``t`` seconds, as it is meant to be seen (None: undecodable)."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frame = _frame_at(container, stream, t)
+        return to_display_image(frame, video) if frame is not None else None
 
 
 def encode_image(img: Image.Image, fmt: str, max_width: int | None = None) -> bytes:
