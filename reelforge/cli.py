@@ -123,6 +123,28 @@ def publish(
     fallback: Annotated[
         bool, typer.Option("--fallback/--no-fallback", help="Fast-start MP4 fallback.")
     ] = True,
+    subtitles: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subtitles",
+            help="LANG=FILE.vtt: a WebVTT subtitle track, e.g. "
+            "en=talk.en.vtt (repeatable; LANG is a BCP 47 tag: en, fr, pt-BR).",
+        ),
+    ] = None,
+    audio_tracks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--audio-track",
+            help="LANG=FILE: an alternate audio track in another "
+            "language (repeatable), loudness-normalised and fitted to the video.",
+        ),
+    ] = None,
+    audio_language: Annotated[
+        str | None,
+        typer.Option(
+            "--audio-language", help="The main audio's language (default: the input's tag)."
+        ),
+    ] = None,
     versioned: Annotated[
         bool,
         typer.Option("--versioned", help="OUTPUT is a stream folder: add a version, switch to it."),
@@ -132,7 +154,7 @@ def publish(
 ) -> None:
     """Publish a video as an adaptive CMAF stream (HLS + DASH) with poster and fallback."""
     from reelforge.video import ladder as ladder_mod
-    from reelforge.video.publish import PublishOptions
+    from reelforge.video.publish import PublishOptions, parse_track
     from reelforge.video.timeline import parse_opening
 
     per_title = ladder is not None and str(ladder) == "per-title" and not ladder.exists()
@@ -152,12 +174,17 @@ def publish(
         thumbnails=thumbnails,
         fallback=fallback,
         force=force,
+        subtitles=[parse_track(t, "--subtitles") for t in subtitles or []],
+        audio_tracks=[parse_track(t, "--audio-track") for t in audio_tracks or []],
+        audio_language=audio_language,
     )
+    tracks = {f"{kind}-{lang}": path for kind, given in (("subtitles", opts.subtitles),
+              ("audio", opts.audio_tracks)) for lang, path in given}  # fmt: skip
     from reelforge.delivery.deliver import publish_to
 
     with (
         progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
-        recorded("publish", output, bars, inputs={"input": input}) as bars,
+        recorded("publish", output, bars, inputs={"input": input, **tracks}) as bars,
     ):
         done = publish_to(input, output, opts, versioned=versioned, progress=bars)
     report = done.report

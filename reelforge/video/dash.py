@@ -4,6 +4,10 @@ Contract: a static MPD (ISO/IEC 23009-1, live and CMAF profiles) with one adapta
 per kind (and per video codec), explicit ``SegmentList`` entries (file names carry content
 hashes, so templates cannot name them) and a ``SegmentTimeline`` with exact durations in
 each track's timescale. ``bandwidth`` is each representation's measured peak segment rate.
+Every audio track (the main one first, then each alternate language) is an adaptation set
+of its own with ``lang``, Role ``main`` or ``dub`` and a higher ``selectionPriority`` for
+the main one; every subtitle track a text adaptation set (``text/vtt``, Role
+``subtitle``) whose one representation names a whole WebVTT sidecar file by ``BaseURL``.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import math
 import xml.etree.ElementTree as ET
 from fractions import Fraction
 
+from reelforge.video.languages import display_name
 from reelforge.video.package import Track
+from reelforge.video.webvtt import TextTrack
 
 NS = "urn:mpeg:dash:schema:mpd:2011"
 PROFILES = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"
 CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
+ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 
 
 def iso_duration(seconds: float) -> str:
@@ -38,8 +45,9 @@ def _segment_list(rep: ET.Element, track: Track) -> None:
         ET.SubElement(seg_list, "SegmentURL", media=track.uri(seg.name))
 
 
-def build_mpd(video: list[Track], audio: list[Track], *, min_buffer: float) -> str:
-    """The MPD text for the given tracks."""
+def build_mpd(video: list[Track], audio: list[Track], *, min_buffer: float,
+              subtitles: list[TextTrack] = ()) -> str:  # fmt: skip
+    """The MPD text for the given tracks (``audio[0]``: the main audio)."""
     duration = max((t.duration for t in [*video, *audio]), default=0.0)
     mpd = ET.Element(
         "MPD",
@@ -91,7 +99,7 @@ def build_mpd(video: list[Track], audio: list[Track], *, min_buffer: float) -> s
                 },
             )
             _segment_list(rep, t)
-    for a in audio:
+    for n, a in enumerate(audio):
         attrs = {
             "id": str(set_id),
             "contentType": "audio",
@@ -101,9 +109,13 @@ def build_mpd(video: list[Track], audio: list[Track], *, min_buffer: float) -> s
         }
         if a.language:
             attrs["lang"] = a.language
+        if len(audio) > 1:  # players start with the highest priority (DASH-IF IOP)
+            attrs["selectionPriority"] = "2" if n == 0 else "1"
         aset = ET.SubElement(period, "AdaptationSet", attrs)
         set_id += 1
-        ET.SubElement(aset, "Role", schemeIdUri="urn:mpeg:dash:role:2011", value="main")
+        if a.language:  # RepresentationBase's Label comes before Role
+            ET.SubElement(aset, "Label").text = display_name(a.language)
+        ET.SubElement(aset, "Role", schemeIdUri=ROLE_SCHEME, value="main" if n == 0 else "dub")
         rep = ET.SubElement(
             aset,
             "Representation",
@@ -117,5 +129,15 @@ def build_mpd(video: list[Track], audio: list[Track], *, min_buffer: float) -> s
         ET.SubElement(rep, "AudioChannelConfiguration", schemeIdUri=CHANNEL_SCHEME,
                       value=str(a.channels))  # fmt: skip
         _segment_list(rep, a)
+    for t in subtitles:
+        aset = ET.SubElement(period, "AdaptationSet", {"id": str(set_id), "contentType": "text",
+                             "mimeType": "text/vtt", "lang": t.language})  # fmt: skip
+        set_id += 1
+        ET.SubElement(aset, "Label").text = t.name  # RepresentationBase's, before Role
+        ET.SubElement(aset, "Role", schemeIdUri=ROLE_SCHEME, value="subtitle")
+        bits = sum(s.size for s in t.segments) * 8
+        rep = ET.SubElement(aset, "Representation", {"id": f"subtitles-{t.id}", "bandwidth": str(
+            max(1, math.ceil(bits / max(duration, 1e-3))))})  # fmt: skip
+        ET.SubElement(rep, "BaseURL").text = t.uri(t.sidecar)
     ET.indent(mpd)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(mpd, encoding="unicode") + "\n"

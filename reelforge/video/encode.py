@@ -7,14 +7,16 @@ the :class:`~reelforge.video.timeline.Timeline`) and no scene-cut keyframes (see
 :mod:`reelforge.video.codecs`). 8-bit outputs are BT.709 SDR (an HDR source tone-mapped);
 ``deep`` outputs keep a 10-bit or HDR source's depth and colour tags. Fragments start at
 each keyframe (video) or every ``timeline.shortest`` seconds (audio) so the packager can
-group them into segments.
+group them into segments. Alternate audio tracks (other languages, further inputs of the
+same run) are encoded like the main audio (``audio-<language>.mp4``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from reelforge.media import ffmpeg
 from reelforge.media.probe import MediaInfo, VideoStreamInfo
@@ -40,6 +42,15 @@ class EncodeOutputs:
 
     video: dict[str, Path]
     audio: Path | None
+    alternates: dict[str, Path] = field(default_factory=dict)  # language -> audio file
+
+
+class AlternateAudio(Protocol):
+    """An alternate audio input: its language, file and ``-af`` chain."""
+
+    language: str
+    path: Path
+    filters: str
 
 
 def base_filters(video: VideoStreamInfo) -> list[str]:
@@ -159,17 +170,22 @@ def build_command(
     audio: AudioSettings | None,
     start: float | None = None,
     duration: float | None = None,
+    alternates: Sequence[AlternateAudio] = (),
 ) -> tuple[list[str], EncodeOutputs]:
     """The full ffmpeg argument list and the files it will write. ``start`` and
     ``duration`` limit the decode to that range, seeked frame-accurately (ffmpeg decodes
     from the keyframe before ``start`` and drops what precedes it); the outputs' time zero
-    is the range's start."""
+    is the range's start. ``alternates`` (with ``audio``) are further inputs, each encoded
+    like the main audio through its own filter chain."""
     args: list[str] = []
     if start:
         args += ["-ss", f"{start:.6f}"]
     if duration is not None:
         args += ["-t", f"{duration:.6f}"]
     args += ["-i", str(source)]
+    alternates = list(alternates) if audio is not None else []
+    for alt in alternates:
+        args += ["-i", str(alt.path)]
     written: dict[str, Path] = {}
     if outputs:
         if not info.video:
@@ -186,16 +202,24 @@ def build_command(
     audio_out: Path | None = None
     if audio is not None and info.audio:
         audio_out = workdir / "audio.mp4"
-        args += [
-            "-map", "0:a:0", "-vn",
-            "-c:a", "aac", "-b:a", f"{audio.bitrate_kbps}k",
-            "-ac", str(audio.channels), "-ar", str(audio.sample_rate),
-            "-af", "aresample=async=1:first_pts=0",
-            "-frag_duration", str(int(timeline.shortest * 1_000_000)),
-            "-movflags", "+empty_moov+default_base_moof+cmaf",
-            "-f", "mp4", str(audio_out),
-        ]  # fmt: skip
-    return args, EncodeOutputs(video=written, audio=audio_out)
+        args += ["-map", "0:a:0", *_audio_args(audio, timeline, "aresample=async=1:first_pts=0"),
+                 str(audio_out)]  # fmt: skip
+    others: dict[str, Path] = {}
+    for k, alt in enumerate(alternates, start=1):
+        others[alt.language] = workdir / f"audio-{alt.language}.mp4"
+        args += ["-map", f"{k}:a:0", *_audio_args(audio, timeline, alt.filters),
+                 str(others[alt.language])]  # fmt: skip
+    return args, EncodeOutputs(video=written, audio=audio_out, alternates=others)
+
+
+def _audio_args(audio: AudioSettings, timeline: Timeline, filters: str) -> list[str]:
+    """One audio output's encoder and muxer arguments (AAC-LC, fragments on the timeline)."""
+    return [
+        "-vn", "-c:a", "aac", "-b:a", f"{audio.bitrate_kbps}k",
+        "-ac", str(audio.channels), "-ar", str(audio.sample_rate), "-af", filters,
+        "-frag_duration", str(int(timeline.shortest * 1_000_000)),
+        "-movflags", "+empty_moov+default_base_moof+cmaf", "-f", "mp4",
+    ]  # fmt: skip
 
 
 def encode_ladder(
@@ -210,6 +234,7 @@ def encode_ladder(
     on_progress: Callable[[float], None] | None = None,
     start: float | None = None,
     duration: float | None = None,
+    alternates: Sequence[AlternateAudio] = (),
 ) -> EncodeOutputs:
     """Run the single ffmpeg process; ``on_progress`` receives seconds of media done."""
     args, written = build_command(
@@ -222,6 +247,7 @@ def encode_ladder(
         audio=audio,
         start=start,
         duration=duration,
+        alternates=alternates,
     )
     ffmpeg.run(args, subject=source, on_progress=on_progress)
     return written

@@ -3,7 +3,11 @@
 Contract: the text written follows Apple's HLS Authoring Specification for VOD: version 7,
 ``EXT-X-INDEPENDENT-SEGMENTS``, ``EXT-X-PLAYLIST-TYPE:VOD``, ``EXT-X-MAP`` for init
 segments, BANDWIDTH/AVERAGE-BANDWIDTH measured from the segments (video plus the audio
-group's largest), CODECS from the bitstream, and I-frame playlists with byte ranges.
+group's largest), CODECS from the bitstream, and I-frame playlists with byte ranges. Audio
+renditions (the main one ``DEFAULT=YES``, alternate languages ``DEFAULT=NO``) share one
+group; subtitle tracks (segmented WebVTT) form the ``subs`` group, which every variant
+names, none of them on by default (``AUTOSELECT=YES`` lets a player follow the viewer's
+language settings).
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import math
 from pathlib import Path
 
 from reelforge import layout
+from reelforge.video.languages import display_name
 from reelforge.video.package import Track, target_duration
+from reelforge.video.webvtt import TextTrack
 
 VERSION = 7
 AUDIO_GROUP = "audio"
+SUBTITLE_GROUP = "subs"
 
 
-def media_playlist(track: Track) -> str:
+def media_playlist(track: Track | TextTrack) -> str:
     """A media playlist for one track, URIs relative to the track's directory."""
     lines = [
         "#EXTM3U",
@@ -27,8 +34,9 @@ def media_playlist(track: Track) -> str:
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
-        f'#EXT-X-MAP:URI="{track.init_name}"',
     ]
+    if isinstance(track, Track):
+        lines.append(f'#EXT-X-MAP:URI="{track.init_name}"')
     for seg in track.segments:
         lines += [f"#EXTINF:{seg.duration:.5f},", seg.name]
     lines.append("#EXT-X-ENDLIST")
@@ -78,8 +86,10 @@ def iframe_bandwidth(track: Track) -> tuple[int, int]:
     return math.ceil(peak), math.ceil(avg)
 
 
-def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
-    """The multivariant (master) playlist; URIs relative to the output root."""
+def multivariant_playlist(video: list[Track], audio: list[Track],
+                          subtitles: list[TextTrack] = ()) -> str:  # fmt: skip
+    """The multivariant (master) playlist; URIs relative to the output root. ``audio[0]``
+    is the main (default) audio rendition."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     audio_peak = max((math.ceil(a.peak_bitrate) for a in audio), default=0)
     audio_avg = max((math.ceil(a.average_bitrate) for a in audio), default=0)
@@ -88,7 +98,7 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
         attrs = [
             "TYPE=AUDIO",
             f'GROUP-ID="{AUDIO_GROUP}"',
-            f'NAME="{_language_name(a.language)}"',
+            f'NAME="{_audio_name(a, audio)}"',
         ]
         if a.language:
             attrs.append(f'LANGUAGE="{a.language}"')
@@ -99,13 +109,18 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
             f'URI="{a.uri(layout.MEDIA_PLAYLIST)}"',
         ]
         lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
-    if not video:
-        for a in audio:
-            lines.append(
-                f"#EXT-X-STREAM-INF:BANDWIDTH={math.ceil(a.peak_bitrate)},"
-                f'AVERAGE-BANDWIDTH={math.ceil(a.average_bitrate)},CODECS="{a.codec}"'
-            )
-            lines.append(a.uri(layout.MEDIA_PLAYLIST))
+    for t in subtitles:
+        lines.append("#EXT-X-MEDIA:" + ",".join([
+            "TYPE=SUBTITLES", f'GROUP-ID="{SUBTITLE_GROUP}"', f'NAME="{t.name}"',
+            f'LANGUAGE="{t.language}"', "DEFAULT=NO", "AUTOSELECT=YES", "FORCED=NO",
+            f'URI="{t.uri(layout.MEDIA_PLAYLIST)}"']))  # fmt: skip
+    group = f',SUBTITLES="{SUBTITLE_GROUP}"' if subtitles else ""
+    if not video:  # one variant: the main audio (with the group when it has alternates)
+        main = audio[0]
+        lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={audio_peak},AVERAGE-BANDWIDTH={audio_avg},"
+                     f'CODECS="{main.codec}"' + (f',AUDIO="{AUDIO_GROUP}"' if len(audio) > 1
+                                                 else "") + group)  # fmt: skip
+        lines.append(main.uri(layout.MEDIA_PLAYLIST))
         return "\n".join(lines) + "\n"
     for v in sorted(video, key=lambda t: t.peak_bitrate):
         codecs = ",".join([v.codec, *audio_codecs])
@@ -118,6 +133,8 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
         ]
         if audio:
             attrs.append(f'AUDIO="{AUDIO_GROUP}"')
+        if subtitles:
+            attrs.append(f'SUBTITLES="{SUBTITLE_GROUP}"')
         attrs.append("CLOSED-CAPTIONS=NONE")
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
         lines.append(v.uri(layout.MEDIA_PLAYLIST))
@@ -130,12 +147,14 @@ def multivariant_playlist(video: list[Track], audio: list[Track]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _language_name(code: str | None) -> str:
-    names = {"en": "English", "eng": "English", "fr": "French", "de": "German", "es": "Spanish"}
-    return names.get(code or "", "Main")
+def _audio_name(track: Track, group: list[Track]) -> str:
+    """The rendition's NAME: its language's name, unique within the group."""
+    name = display_name(track.language)
+    same = [t for t in group if display_name(t.language) == name]
+    return name if len(same) == 1 else f"{name} {same.index(track) + 1}"
 
 
-def write_track_playlists(root: Path, track: Track) -> None:
+def write_track_playlists(root: Path, track: Track | TextTrack) -> None:
     """Write ``playlist.m3u8`` (and ``iframes.m3u8`` for video) into the track's directory."""
     folder = root / track.directory
     (folder / layout.MEDIA_PLAYLIST).write_text(media_playlist(track), encoding="utf-8")

@@ -39,6 +39,7 @@ from reelforge.video.report import ExtraStatus, Files, PublishReport
 from reelforge.video.timeline import check_opening
 
 T = TypeVar("T")
+TrackFiles = dict[str, str | Path] | list[tuple[str, str | Path]]
 
 
 @dataclass
@@ -63,9 +64,28 @@ class PublishOptions:
     fallback: bool = True
     force: bool = False
     notes: list[str] = field(default_factory=list)
+    # Subtitles and alternate audio: language (BCP 47: en, fr, pt-BR) -> file, as a dict or
+    # a list of (language, file) pairs. Subtitles are WebVTT; each audio file becomes an
+    # alternate rendition (loudness-normalised, padded or trimmed to the video).
+    subtitles: TrackFiles = field(default_factory=dict)
+    audio_tracks: TrackFiles = field(default_factory=dict)
+    audio_language: str | None = None  # the main audio's language; None: its stream's tag
+
+
+def parse_track(text: str, option: str) -> tuple[str, Path]:
+    """``"fr=dub.wav"`` -> ``("fr", Path("dub.wav"))`` (the CLI's ``LANG=FILE``)."""
+    language, sep, file = text.partition("=")
+    if not sep or not language.strip() or not file.strip():
+        raise InputError(f"{option} must look like LANG=FILE (e.g. en=subs.vtt), not {text!r}")
+    return language.strip(), Path(file.strip())
 
 
 def validate_options(opts: PublishOptions) -> None:
+    """Refuse (one-line :class:`InputError`) options that cannot work; reads no file."""
+    stages.named_tracks(opts.subtitles, "--subtitles")
+    stages.named_tracks(opts.audio_tracks, "--audio-track")
+    if opts.audio_language is not None:
+        stages.language(opts.audio_language, "--audio-language")
     parse_codecs(",".join(opts.codecs))
     if opts.preset not in PRESETS:
         raise InputError(f"--preset must be fast, balanced or best, not {opts.preset!r}")
@@ -93,7 +113,9 @@ def publish(
     source, output = Path(source), Path(output)
     started = time.monotonic()
     validate_options(opts)
-    check_apart(output, [source], folder=True)
+    inputs = [source, *(path for _, path in stages.named_tracks(opts.subtitles, "")),
+              *(path for _, path in stages.named_tracks(opts.audio_tracks, ""))]  # fmt: skip
+    check_apart(output, inputs, folder=True)
     check_target(output, PUBLISH, force=opts.force)
     info = probe(source)
     if not info.video and not info.audio:
@@ -101,6 +123,7 @@ def publish(
     if info.duration <= 0:
         raise InputError("has no measurable duration", path=source)
     plan = stages.plan(info, opts)
+    stages.check_track_files(plan)  # every file parses, before anything is written
     timings: dict[str, float] = {"probe": round(time.monotonic() - started, 3)}
 
     def timed(name: str, fn: Callable[..., T], *args, **kwargs) -> T:
@@ -111,7 +134,7 @@ def publish(
             timings[name] = round(time.monotonic() - t0, 3)
 
     with (
-        staged_output_folder(output, PUBLISH, force=opts.force, inputs=[source]) as staged,
+        staged_output_folder(output, PUBLISH, force=opts.force, inputs=inputs) as staged,
         scratch_dir(target_path(output)) as work,
     ):
         analysis = None

@@ -24,6 +24,20 @@ class RenditionReport(BaseModel):
     playlist: str
     vmaf: dict[str, float | int] | None = None
     encode_speed_x_realtime: float | None = None  # of the one shared encode of all renditions
+    language: str | None = None  # audio: BCP 47
+    loudness: dict | None = None  # alternate audio: measured and applied normalisation
+
+
+class SubtitleReport(BaseModel):
+    """A subtitle track: segmented WebVTT for HLS, one sidecar file for DASH."""
+
+    language: str
+    name: str
+    playlist: str
+    sidecar: str
+    segments: int
+    cues: int
+    dropped: int = 0  # cues that start after the media ends
 
 
 class Files(BaseModel):
@@ -90,6 +104,7 @@ class PublishReport(BaseModel):
     renditions: list[RenditionReport]
     files: Files
     totals: Totals
+    subtitles: list[SubtitleReport] = []
     rate_quality: list[RateQualityPoint] = []
     hull: list[RateQualityPoint] = []  # per-title ladders: the analysis' convex hull
     per_title: dict | None = None  # per-title ladders: samples, hull, rungs, timings

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from reelforge import __version__, layout
+from reelforge.errors import InputError
 from reelforge.fsutil import write_text_atomic
 from reelforge.media.probe import MediaInfo, VideoStreamInfo
 from reelforge.progress import NullProgress, Progress
-from reelforge.video import dash, hls, ladder
+from reelforge.video import dash, hls, ladder, languages
 from reelforge.video.codecs import parse_codecs
 from reelforge.video.encode import (
     AudioSettings,
@@ -59,11 +60,14 @@ from reelforge.video.report import (
     RateQualityPoint,
     RenditionReport,
     Settings,
+    SubtitleReport,
     Totals,
 )
 from reelforge.video.timeline import Timeline, default_opening
+from reelforge.video.webvtt import TextTrack
 
 if TYPE_CHECKING:
+    from reelforge.video.alternates import PreparedAudio
     from reelforge.video.pertitle import PerTitle
     from reelforge.video.publish import PublishOptions
 
@@ -88,6 +92,9 @@ class Plan:
     ladder_name: str
     codecs: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
+    audio_language: str | None = None  # the main audio's (BCP 47), when known
+    alternates: list[tuple[str, Path]] = field(default_factory=list)  # language -> audio
+    subtitles: list[tuple[str, Path]] = field(default_factory=list)  # language -> WebVTT
 
     @property
     def video(self) -> VideoStreamInfo | None:
@@ -119,8 +126,59 @@ class Plan:
             "segment_duration": self.timeline.segment_duration,
             "start_segments": list(self.timeline.opening),
             "audio": None if self.audio is None else vars(self.audio),
+            "audio_language": self.audio_language,
+            "alternate_audio": {lang: str(path) for lang, path in self.alternates},
+            "subtitles": {lang: str(path) for lang, path in self.subtitles},
             "notes": list(self.notes),
         }
+
+
+def language(tag: str, option: str) -> str:
+    """``tag`` as a canonical BCP 47 tag, or a one-line :class:`InputError` naming ``option``."""
+    try:
+        return languages.canonical(tag)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def named_tracks(given, option: str) -> list[tuple[str, Path]]:
+    """A dict (language -> file) or list of (language, file) pairs as checked
+    ``(canonical language, Path)`` pairs: each language once."""
+    items = list(given.items() if isinstance(given, dict) else given or [])
+    out: list[tuple[str, Path]] = []
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise InputError(f"{option}: expected (language, file) pairs, not {item!r}")
+        tag = language(str(item[0]), option)
+        if any(tag == seen for seen, _ in out):
+            raise InputError(f"{option}: {tag} is given twice")
+        out.append((tag, Path(item[1])))
+    return out
+
+
+def check_track_files(plan: Plan) -> None:
+    """Refuse (one line, exit 2) subtitle files that are missing or do not parse as WebVTT
+    and audio files that are missing or hold no audio; reads them, writes nothing."""
+    from reelforge.video.alternates import check_audio
+    from reelforge.video.webvtt import read_vtt
+
+    for tag, path in plan.subtitles:
+        try:
+            read_vtt(path)
+        except InputError as exc:
+            raise InputError(f"--subtitles {tag}: {exc.reason}", path=path) from None
+    for tag, path in plan.alternates:
+        try:
+            check_audio(path, f"--audio-track {tag}")
+        except InputError as exc:
+            raise InputError(exc.reason.replace("--audio-track:", f"--audio-track {tag}:"),
+                             path=path) from None  # fmt: skip
+    if plan.alternates and plan.audio is None:
+        raise InputError("--audio-track: the input has no audio of its own to be the main "
+                         "track", path=plan.info.path)  # fmt: skip
+    if plan.audio_language and plan.audio_language in dict(plan.alternates):
+        raise InputError(f"--audio-track: {plan.audio_language} is the main audio's "
+                         "language; give --audio-language to name the main one")  # fmt: skip
 
 
 def plan_outputs(video: VideoStreamInfo, rungs: list[ladder.Rung] | None,
@@ -165,9 +223,14 @@ def plan(info: MediaInfo, opts: PublishOptions, analysis: PerTitle | None = None
     timeline = Timeline(opts.segment_duration, default_opening(opts.segment_duration)
                         if opts.start_segments is None else opts.start_segments)  # fmt: skip
     audio = AudioSettings(bitrate_kbps=opts.audio_bitrate_kbps) if info.audio else None
+    main_language = (language(opts.audio_language, "--audio-language") if opts.audio_language
+                     else languages.from_stream(info.audio[0].language) if info.audio
+                     else None)  # fmt: skip
     return Plan(info=info, outputs=outputs, timeline=timeline, audio=audio,
                 preset=opts.preset, ladder_name=ladder_name, codecs=tuple(opts.codecs),
-                notes=notes)  # fmt: skip
+                notes=notes, audio_language=main_language,
+                alternates=named_tracks(opts.audio_tracks, "--audio-track"),
+                subtitles=named_tracks(opts.subtitles, "--subtitles"))  # fmt: skip
 
 
 def analyse(source: Path, info: MediaInfo, opts: PublishOptions, workdir: Path,
@@ -205,6 +268,8 @@ class Encoded:
     media_seconds: float  # how much of the source was encoded
     start: float | None = None
     duration: float | None = None
+    alternates: dict[str, Path] = field(default_factory=dict)  # language -> audio file
+    prepared: list[PreparedAudio] = field(default_factory=list)  # their loudness plans
 
     @property
     def report(self) -> EncodeReport:
@@ -254,10 +319,18 @@ def encode(
     length = duration if duration is not None else max(0.0, plan.duration - begin)
     length = min(length, max(0.0, plan.duration - begin))
     with_audio = (not ranged) if audio is None else audio
+    t0 = time.monotonic()
+    prepared: list[PreparedAudio] = []
+    if with_audio and plan.audio is not None and plan.alternates:
+        from reelforge.video.alternates import prepare
+
+        update = progress.stage("loudness", len(plan.alternates), "tracks")
+        for k, (tag, path) in enumerate(plan.alternates):
+            prepared.append(prepare(path, tag, workdir, duration=plan.duration))
+            update(k + 1)
     total = round(length * video.frame_rate) if video else round(length * 100)
     fps = video.frame_rate if video else 100.0
     update = progress.stage("encode", total, "frames")
-    t0 = time.monotonic()
     encoded = encode_ladder(
         source,
         plan.info,
@@ -269,10 +342,12 @@ def encode(
         on_progress=lambda s: update(min(total, s * fps)),
         start=start,
         duration=duration,
+        alternates=prepared,
     )
     update(total)
     return Encoded(video=encoded.video, audio=encoded.audio, seconds=time.monotonic() - t0,
-                   media_seconds=length, start=start, duration=duration)  # fmt: skip
+                   media_seconds=length, start=start, duration=duration,
+                   alternates=encoded.alternates, prepared=prepared)  # fmt: skip
 
 
 # --- package ----------------------------------------------------------------------------
@@ -280,10 +355,12 @@ def encode(
 
 @dataclass
 class Packaged:
-    """CMAF tracks written into the output folder, measured."""
+    """CMAF tracks written into the output folder, measured (``audio[0]``: the main
+    audio, then the alternate languages), and the subtitle tracks."""
 
     video: list[Track]
     audio: list[Track]
+    subtitles: list[TextTrack] = field(default_factory=list)
 
     @property
     def tracks(self) -> list[Track]:
@@ -298,7 +375,8 @@ def package(encoded: Encoded, plan: Plan, out: Path, progress: Progress | None =
     """Cut every encoded track into content-named CMAF segments under ``out``."""
     progress = progress or NullProgress()
     renditions = plan.renditions
-    update = progress.stage("package", len(renditions) + (1 if encoded.audio else 0), "tracks")
+    count = len(renditions) + (1 if encoded.audio else 0) + len(encoded.alternates)
+    update = progress.stage("package", count + len(plan.subtitles), "tracks")
     video_tracks: list[Track] = []
     for i, r in enumerate(renditions):
         track = package_track(encoded.video[r.name], out, track_id=r.name, kind="video",
@@ -314,11 +392,26 @@ def package(encoded: Encoded, plan: Plan, out: Path, progress: Progress | None =
             plan.audio.bitrate_kbps), kind="audio", timeline=plan.timeline)  # fmt: skip
         a.channels = plan.audio.channels
         a.sample_rate = plan.audio.sample_rate
-        a.language = _language(plan.info)
+        a.language = plan.audio_language
         a.target_bitrate = plan.audio.bitrate_kbps * 1000
         audio_tracks.append(a)
         update(len(renditions) + 1)
-    return Packaged(video=video_tracks, audio=audio_tracks)
+        for tag, path in encoded.alternates.items():
+            alt = package_track(path, out, track_id=layout.audio_track_id(
+                plan.audio.bitrate_kbps, tag), kind="audio", timeline=plan.timeline)  # fmt: skip
+            alt.channels, alt.sample_rate = plan.audio.channels, plan.audio.sample_rate
+            alt.language, alt.target_bitrate = tag, a.target_bitrate
+            audio_tracks.append(alt)
+            update(len(renditions) + len(audio_tracks))
+    text_tracks: list[TextTrack] = []
+    reference = (video_tracks or audio_tracks or [None])[0]
+    for tag, path in plan.subtitles if reference is not None else []:
+        from reelforge.video.webvtt import package_subtitles, read_vtt
+
+        text_tracks.append(package_subtitles(read_vtt(path), tag, languages.display_name(tag),
+                                             reference, out))  # fmt: skip
+        update(count + len(text_tracks))
+    return Packaged(video=video_tracks, audio=audio_tracks, subtitles=text_tracks)
 
 
 def _exact_rate(video, r: ladder.Rendition) -> str:
@@ -329,11 +422,6 @@ def _exact_rate(video, r: ladder.Rendition) -> str:
         return f"{r.fps:g}"
     g = math.gcd(num, den)
     return f"{num // g}/{den // g}" if den // g != 1 else str(num // g)
-
-
-def _language(info: MediaInfo) -> str | None:
-    lang = info.audio[0].language if info.audio else None
-    return lang if lang and lang != "und" else None
 
 
 # --- extras -----------------------------------------------------------------------------
@@ -603,12 +691,13 @@ def hull_points(analysis: PerTitle | None) -> list[RateQualityPoint]:
 def manifests(packaged: Packaged, plan: Plan, out: Path) -> tuple[str, str]:
     """Write every track's playlists, then the MPD and the multivariant playlist (last:
     nothing names a file before it exists); returns their names (HLS, DASH)."""
-    for track in packaged.tracks:
+    for track in [*packaged.tracks, *packaged.subtitles]:
         hls.write_track_playlists(out, track)
     write_text_atomic(out / layout.MPD, dash.build_mpd(
-        packaged.video, packaged.audio, min_buffer=plan.timeline.segment_duration))  # fmt: skip
-    write_text_atomic(out / layout.MASTER,
-                      hls.multivariant_playlist(packaged.video, packaged.audio))  # fmt: skip
+        packaged.video, packaged.audio, min_buffer=plan.timeline.segment_duration,
+        subtitles=packaged.subtitles))  # fmt: skip
+    write_text_atomic(out / layout.MASTER, hls.multivariant_playlist(
+        packaged.video, packaged.audio, packaged.subtitles))  # fmt: skip
     return layout.MASTER, layout.MPD
 
 
@@ -629,13 +718,26 @@ def build_report(
     """The publish report, measured from the files written."""
     speed = encoded.speed
     points = rate_quality(packaged, scores)
+    main = packaged.audio[0] if packaged.audio else None
+    loudness = {a.language: a.as_dict() for a in encoded.prepared}
+    notes = [*plan.notes, *(n for a in encoded.prepared for n in a.notes)]
+    notes += [f"{t.language} subtitles: {t.dropped} cues start after the video ends; left out"
+              for t in packaged.subtitles if t.dropped]  # fmt: skip
+    renditions = [rendition_report(t, scores.vmaf.get(t.id), speed, loudness.get(t.language)
+                                   if t.kind == "audio" and t is not main else None)
+                  for t in packaged.tracks]  # fmt: skip
+    subtitles = [SubtitleReport(language=t.language, name=t.name,
+                                playlist=t.uri(layout.MEDIA_PLAYLIST), sidecar=t.uri(t.sidecar),
+                                segments=len(t.segments), cues=t.cues, dropped=t.dropped)
+                 for t in packaged.subtitles]  # fmt: skip
     return PublishReport(
         reelforge_version=__version__,
         input=str(source),
         output=str(output),
         settings=plan.settings(opts.audio_bitrate_kbps),
         source=plan.info.model_dump(),
-        renditions=[rendition_report(t, scores.vmaf.get(t.id), speed) for t in packaged.tracks],
+        renditions=renditions,
+        subtitles=subtitles,
         files=files,
         rate_quality=points,
         hull=hull if hull is not None else hull_points(analysis),
@@ -649,7 +751,7 @@ def build_report(
             analysis_seconds=round(analysis.analysis_seconds, 3) if analysis else None,
             wall_seconds=round(time.monotonic() - started, 3),
         ),
-        notes=list(plan.notes),
+        notes=notes,
     )
 
 
@@ -658,7 +760,8 @@ def write_report(out: Path, report: PublishReport) -> None:
     write_text_atomic(out / layout.REPORT, report.model_dump_json(indent=2))
 
 
-def rendition_report(t: Track, vmaf: dict | None, speed: float) -> RenditionReport:
+def rendition_report(t: Track, vmaf: dict | None, speed: float,
+                     loudness: dict | None = None) -> RenditionReport:  # fmt: skip
     avg, peak = t.average_bitrate, t.peak_bitrate
     return RenditionReport(
         name=t.id,
@@ -679,4 +782,6 @@ def rendition_report(t: Track, vmaf: dict | None, speed: float) -> RenditionRepo
         playlist=t.uri(layout.MEDIA_PLAYLIST),
         vmaf=vmaf,
         encode_speed_x_realtime=round(speed, 3),
+        language=t.language if t.kind == "audio" else None,
+        loudness=loudness,
     )
