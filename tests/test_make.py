@@ -295,6 +295,8 @@ publish: {{preset: fast, quality: false, thumbnails: false, fallback: false,
         master = m3u8.load(str(stream / "master.m3u8"))
         pl = read_media_playlist(stream / master.playlists[0].uri)
         durations[lang] = pl.duration
+        languages = {m.language for m in master.media if m.type == "SUBTITLES"}
+        assert languages == {"en", "fr"}  # every language's subtitles inside each stream
         text = {p.name: p.read_text(encoding="utf-8") for p in stream.rglob("*.vtt")}
         joined = "\n".join(text.values())
         assert "forty years" in joined and "quarante ans" in joined, sorted(text)

@@ -54,7 +54,7 @@ VERSIONS = {
     "voice-turn": "1",
     "talk-shot": "1",
     "assemble": "2",
-    "publish-stream": "1",
+    "publish-stream": "2",
 }
 
 

@@ -204,22 +204,19 @@ def assemble(spec: StepSpec, out: Path, progress: Progress) -> dict:
 
 @register("publish-stream")
 def publish_stream(spec: StepSpec, out: Path, progress: Progress) -> dict:
-    """Input ``program`` and ``subtitles-LANG`` files; options: publish's own (see
-    :class:`~reelforge.video.publish.PublishOptions`) under ``publish``."""
+    """Input ``program`` and ``subtitles-LANG`` files (each a subtitle track inside the
+    stream); options: publish's own (see :class:`~reelforge.video.publish.PublishOptions`)
+    under ``publish``."""
+    from reelforge.pipeline.graph import publish_fields
     from reelforge.video.publish import PublishOptions, publish
 
     fields = dict(spec.options["publish"])
     subtitles = {k.removeprefix("subtitles-"): v for k, v in spec.inputs.items()
                  if k.startswith("subtitles-")}  # fmt: skip
-    if subtitles and "subtitles" in PublishOptions.__dataclass_fields__:
+    if subtitles:
         fields["subtitles"] = subtitles
-    from reelforge.pipeline.graph import publish_fields
-
     opts = PublishOptions(**publish_fields(fields))
     report = publish(spec.inputs["program"], out / "stream", opts, progress)
-    if "subtitles" not in fields:  # sidecar files beside the stream
-        for lang, path in subtitles.items():
-            (out / "stream" / f"subtitles.{lang}.vtt").write_bytes(path.read_bytes())
     data = json.loads(report.model_dump_json())
     return {"stream": "stream", "renditions": len(data["renditions"]),
             "duration": data["totals"]["media_duration"]}  # fmt: skip
