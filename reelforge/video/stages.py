@@ -6,19 +6,25 @@ machine as long as its inputs travel with it. :func:`reelforge.video.publish.pub
 composes them:
 
 - :func:`plan` (pure): probe information and options -> :class:`Plan`, the video outputs
-  (every codec's renditions), the audio settings and the segment timeline, with notes;
+  (every codec's renditions), the audio settings and languages, the subtitle and
+  alternate audio files and the segment timeline, with notes; :func:`check_track_files`
+  then refuses track files that are missing or do not parse (before anything is written);
 - :func:`analyse` (per-title ladders): the rate-quality analysis whose rungs :func:`plan`
   then uses;
-- :func:`encode`: one ffmpeg run for the whole ladder (one decode) -> :class:`Encoded`,
-  one fragmented MP4 per track in a work folder; an optional ``start``/``duration``
-  encodes only that range of the source (its decode seeked to the exact start);
+- :func:`encode`: one ffmpeg run for the whole ladder (one decode) and every audio track
+  (the main one, and each alternate language measured and normalised first) ->
+  :class:`Encoded`, one fragmented MP4 per track in a work folder; an optional
+  ``start``/``duration`` encodes only that range of the video (its decode seeked to the
+  exact start; audio is encoded once, whole);
 - :func:`package`: encoded tracks -> :class:`Packaged`, CMAF segments with
-  content-hashed names in the output folder, measured per track;
+  content-hashed names in the output folder, measured per track, and the subtitles cut
+  into WebVTT segments on the video's segments;
 - :func:`extras`: the named extras (:data:`EXTRAS`: poster preview, poster, sprites,
   fallback, rate-quality plot) -> :class:`ExtrasResult`; each extra is built in the work
   folder and its files renamed into the output (index files last), so a reader of the
   output never sees half of one;
-- :func:`score`: VMAF per rendition -> :class:`Scores`;
+- :func:`score`: VMAF per rendition -> :class:`Scores` (``quality`` among a publish's
+  extras);
 - :func:`manifests`: packaged tracks -> the HLS playlists and the DASH MPD (written last,
   so nothing names a file before it exists); :func:`build_report` and
   :func:`write_report` make and (atomically) write ``report.json``.
