@@ -650,6 +650,12 @@ def _interrupted(signum, frame) -> None:
         raise KeyboardInterrupt
 
 
+def _one_line(text: str) -> str:
+    """An error message as one printable line: control characters (a file name's, or a
+    broken file's bytes quoted in it) are shown escaped, never as line breaks."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
+
+
 def main() -> None:
     """Entry point: run the app, turning errors into one line and an exit code."""
     signal.signal(signal.SIGTERM, _interrupted)
@@ -662,7 +668,8 @@ def main() -> None:
     except ReelforgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(_one_line(str(exc)))}", highlight=False,
+                          soft_wrap=True)  # fmt: skip
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         ffmpeg.stop_all()  # any still running (in another thread) is gone before we exit
@@ -680,7 +687,7 @@ def main() -> None:
         if _state["debug"]:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"[red]error:[/] {escape(where + str(exc.strerror or exc))}",
+        err_console.print(f"[red]error:[/] {escape(_one_line(where + str(exc.strerror or exc)))}",
                           highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)
     except (typer.Abort, EOFError):
@@ -691,7 +698,8 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(_one_line(f'{type(exc).__name__}: {exc}'))}",
+                          highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)
 
 

@@ -131,3 +131,18 @@ def test_errors_carry_a_code_an_option_and_a_status():
                                "option": "--port"}  # fmt: skip
     assert OutputError("cannot write", path="out").as_dict()["path"] == "out"
     assert UnknownJobError("abc").http_status == 404
+
+
+def test_a_broken_file_quoted_in_an_error_stays_one_line(tmp_path):
+    """A truncated MP4 whose box type holds control bytes (a newline among them): the
+    error quotes them escaped, on one line."""
+    import struct
+
+    from conftest import assert_refused, run_cli
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(struct.pack(">I4s", 24, b"ftyp") + b"isom" + b"\0" * 12
+                    + struct.pack(">I4s", 1 << 30, b"\xe5\n\x1e\xbd") + b"\0" * 64)  # fmt: skip
+    result = run_cli("publish", bad, "-o", tmp_path / "out")
+    assert_refused(result, "broken.mp4")
+    assert not (tmp_path / "out").exists()

@@ -56,7 +56,7 @@ def _header(head: bytes | memoryview, pos: int, remaining: int) -> Box:
         raise BoxError(f"box {kind!r} at offset {pos} declares an impossible size {size}")
     if size > remaining:
         raise BoxError(
-            f"ends inside box '{kind.decode('latin-1')}' (declares {size} bytes at offset "
+            f"ends inside box '{repr(bytes(kind))[2:-1]}' (declares {size} bytes at offset "
             f"{pos}, {remaining} present): truncated"
         )
     return Box(kind, pos, size, header)
