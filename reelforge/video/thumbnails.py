@@ -21,6 +21,7 @@ from PIL import Image
 from reelforge import layout
 from reelforge.layout import content_name
 from reelforge.media.probe import VideoStreamInfo
+from reelforge.video.webvtt import timestamp
 
 CANDIDATES = 12
 MIN_LUMA, MAX_LUMA, MIN_CONTRAST = 24.0, 232.0, 12.0
@@ -195,14 +196,6 @@ class SpriteResult:
     tile_height: int
 
 
-def _vtt_time(t: float) -> str:
-    ms = round(t * 1000)
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
 def write_sprites(
     rendition: Path,
     outdir: Path,
@@ -260,7 +253,7 @@ def write_sprites(
             end = tiles[index + 1][0] if index + 1 < len(tiles) else duration
             x, y = (i % columns) * tile_width, (i // columns) * tile_h
             cues += [
-                f"{_vtt_time(t)} --> {_vtt_time(max(end, t + 0.001))}",
+                f"{timestamp(t)} --> {timestamp(max(end, t + 0.001))}",
                 f"{sheet_dir}/{name}#xywh={x},{y},{tile_width},{tile_h}",
                 "",
             ]
