@@ -230,7 +230,7 @@ class _Extras:
             except Exception as exc:
                 if isinstance(exc, Cancelled):
                     raise
-                self.status[name] = ExtraStatus(state="failed", reason=_reason(exc),
+                self.status[name] = ExtraStatus(state="failed", reason=_reason(exc, self.work),
                                                 seconds=_since(t0))  # fmt: skip
                 continue
             finally:
@@ -247,7 +247,11 @@ def _since(t0: float) -> float:
     return round(time.monotonic() - t0, 3)
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, work: Path) -> str:
+    """Why an extra failed, in one line. Files in the run's work folder (an encoded
+    rendition an extra was made from) are named without the folder: it is gone by the time
+    anyone reads the report."""
     text = str(exc) if isinstance(exc, ReelforgeError | OSError) else (
         f"{type(exc).__name__}: {exc}")  # fmt: skip
+    text = text.replace(f"{work.absolute()}/", "")
     return text.splitlines()[0] if text else type(exc).__name__
