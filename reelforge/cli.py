@@ -22,6 +22,7 @@ from reelforge import __version__
 from reelforge.cli_delivery import cdn_app, gc, image_url, sign_app
 from reelforge.cli_jobs import jobs_app, recorded, watch
 from reelforge.cli_make import make as make_command
+from reelforge.cli_web import tokens_app, web
 from reelforge.cli_options import JsonOpt
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
@@ -637,6 +638,8 @@ app.command()(gc)
 app.add_typer(sign_app, name="sign")
 app.add_typer(cdn_app, name="cdn")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(tokens_app, name="tokens")
+app.command()(web)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(watch)
 
 

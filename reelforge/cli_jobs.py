@@ -301,6 +301,39 @@ def _retry_watched(job: Job, as_json: bool) -> None:
         watcher.retry(job)
 
 
+def _rerun(job: Job, as_json: bool) -> None:
+    """Run ``job``'s recorded command in this process under the job's own id."""
+    from reelforge.pipeline.runner import resuming
+
+    if "watch" in job.args:
+        _retry_watched(job, as_json)
+        return
+    argv, cwd = job.args.get("argv"), job.args.get("cwd")
+    if not isinstance(argv, list):
+        raise InputError(f"job {job.id} ({job.kind}) records no command to rerun")
+    if cwd and not Path(cwd).is_dir():
+        raise InputError(f"job {job.id}: its working folder is gone", path=cwd)
+    with contextlib.chdir(cwd or Path.cwd()), resuming(job.id):
+        run_command(job.kind, [str(a) for a in argv], as_json=as_json)
+
+
+@jobs_app.command("run")
+def run_job(
+    job_id: Annotated[str, typer.Argument(help="A queued job.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a queued job (one a service recorded for later) in this process, under its id;
+    its progress and outcome go to the job store as for any command."""
+    from reelforge.pipeline.jobs import QUEUED
+
+    store = open_state().store
+    job = store.get(job_id)
+    if job.status != QUEUED:
+        raise InputError(f"job {job.id} is {job.status}, not queued; "
+                         "use `jobs retry` for one that ended")  # fmt: skip
+    _rerun(job, as_json)
+
+
 @jobs_app.command("retry")
 def retry_job(
     job_id: Annotated[str, typer.Argument(help="A failed, interrupted or cancelled job.")],
@@ -309,7 +342,6 @@ def retry_job(
     """Rerun a job's command under the same id: finished steps come from the step cache, so
     the work resumes at the step that failed. Prints what the command prints."""
     from reelforge.pipeline.jobs import RETRYABLE
-    from reelforge.pipeline.runner import resuming
 
     store = open_state().store
     store.recover()
@@ -317,16 +349,7 @@ def retry_job(
     if job.status not in RETRYABLE:
         raise InputError(f"job {job.id} is {job.status}; only failed, interrupted or "
                          "cancelled jobs can be retried")  # fmt: skip
-    if "watch" in job.args:
-        _retry_watched(job, as_json)
-    else:
-        argv, cwd = job.args.get("argv"), job.args.get("cwd")
-        if not isinstance(argv, list):
-            raise InputError(f"job {job.id} ({job.kind}) records no command to rerun")
-        if cwd and not Path(cwd).is_dir():
-            raise InputError(f"job {job.id}: its working folder is gone", path=cwd)
-        with contextlib.chdir(cwd or Path.cwd()), resuming(job.id):
-            run_command(job.kind, [str(a) for a in argv], as_json=as_json)
+    _rerun(job, as_json)
     if not as_json:
         job = store.get(job.id)
         out_console.print(f"job {job.id}: {job.status}", highlight=False)

@@ -168,12 +168,12 @@ def _index_page(links: list[tuple[str, str]]) -> HTMLResponse:
     )
 
 
-def create_app(root: str | Path | None = None) -> Starlette:
-    """Build the origin for the folder or ``s3://`` location ``root`` (default:
-    ``REELFORGE_SERVE_ROOT``)."""
+def create_app(root: str | Path | None = None, cfg: config.Config | None = None) -> Starlette:
+    """Build the origin for the folder or ``s3://`` location ``root`` (default: the
+    settings' ``serve_root``) with the settings ``cfg`` (default: :func:`config.load`)."""
     register_mime_types()
     _log_to_stderr()
-    cfg = config.load()
+    cfg = cfg if cfg is not None else config.load()
     root = root if root is not None else cfg.serve_root
     if root is not None and str(root).startswith("s3://"):
         return _s3_app(str(root), cfg)

@@ -173,7 +173,9 @@ def _utc(t: float | None) -> datetime | None:
     return datetime.fromtimestamp(t, UTC) if t is not None else None
 
 
-def _engine(url_or_path: str | Path) -> sa.Engine:
+def open_engine(url_or_path: str | Path) -> sa.Engine:
+    """A SQLAlchemy engine for a URL or a SQLite file path (its folder made); SQLite gets
+    WAL, a 30 s busy timeout, foreign keys and IMMEDIATE transactions."""
     text = str(url_or_path)
     if "://" not in text:
         path = Path(text).expanduser().absolute()
@@ -206,7 +208,7 @@ class JobStore:
 
     def __init__(self, url_or_path: str | Path) -> None:
         self.url = str(url_or_path)
-        self.engine = _engine(url_or_path)
+        self.engine = open_engine(url_or_path)
         metadata.create_all(self.engine)
         self.host = socket.gethostname()
 

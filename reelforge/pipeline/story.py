@@ -28,6 +28,7 @@ scene script's for an unknown speaker). Nothing here writes.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -200,8 +201,15 @@ def _parse(path: Path) -> tuple[dict, _Where]:
     return data, _Where(path, marks)
 
 
-def _file(where: _Where, base: Path, value: Path, at: tuple, what: str) -> Path:
+def _file(where: _Where, jail: Path | None, base: Path, value: Path, at: tuple,
+          what: str) -> Path:  # fmt: skip
+    """The file ``value`` names (relative to ``base``), checked to exist, and to lie inside
+    ``jail`` when there is one (symlinks and ``..`` resolved) before anything reads it."""
     full = value if value.is_absolute() else base / value
+    if jail is not None:
+        real, root = os.path.realpath(full), os.path.realpath(jail)
+        if not real.startswith(root + os.sep):
+            raise where.error(at, f"{what} {value}: outside the story's folder")
     if not full.is_file():
         problem = "no such file" if not full.exists() else "is not a file"
         raise where.error(at, f"{what} {value}: {problem}")
@@ -239,10 +247,13 @@ def _scripts(scene: Scene, field: str, languages: list[str]) -> dict[str, Path] 
     return {languages[0]: value}
 
 
-def load(path: str | Path, check: FaceCheck = check_face) -> Story:
+def load(path: str | Path, check: FaceCheck = check_face, *, confined: bool = False) -> Story:
     """Read, check and resolve a story file (see the module's contract); ``check`` checks
-    each portrait (the pipeline passes one that remembers portraits it checked before)."""
+    each portrait (the pipeline passes one that remembers portraits it checked before);
+    ``confined``: every file the story names must lie in the story's folder (a story sent
+    to a service), refused before it is read."""
     path = Path(path).absolute()
+    jail = path.parent if confined else None
     data, where = _parse(path)
     try:
         story = Story.model_validate(data)
@@ -270,7 +281,7 @@ def load(path: str | Path, check: FaceCheck = check_face) -> Story:
                 ("cast", speaker, "<key>"),
                 f"cast members are S1, S2, ... as in the scripts, not {speaker!r}",
             )
-        member.face = _file(where, base, member.face, ("cast", speaker, "face"), "face")
+        member.face = _file(where, jail, base, member.face, ("cast", speaker, "face"), "face")
         for lang in member.voices:
             if lang not in languages:
                 raise where.error(("cast", speaker, "voices", lang, "<key>"),
@@ -281,7 +292,7 @@ def load(path: str | Path, check: FaceCheck = check_face) -> Story:
                              for lang, v in member.voices.items())]:  # fmt: skip
             if choice.reference is not None:
                 at = (*at, "reference")
-                choice.reference = _file(where, base, choice.reference, at, "reference")
+                choice.reference = _file(where, jail, base, choice.reference, at, "reference")
         for lang in languages:
             if (v := member.voice_for(lang)).reference is not None and not v.transcript:
                 at = ("cast", speaker, *(("voices", lang) if lang in member.voices else ("voice",)))
@@ -289,7 +300,7 @@ def load(path: str | Path, check: FaceCheck = check_face) -> Story:
         talk = story.talk_for(speaker)
         if talk.checkpoint is not None:
             at = ("cast", speaker, "talk", "checkpoint") if member.talk else ("talk", "checkpoint")
-            talk.checkpoint = _file(where, base, talk.checkpoint, at, "checkpoint")
+            talk.checkpoint = _file(where, jail, base, talk.checkpoint, at, "checkpoint")
         _check_face(where, member.face, ("cast", speaker, "face"), talk.face_index, check)
     for n, scene in enumerate(story.scenes):
         at = ("scenes", n)
@@ -300,7 +311,7 @@ def load(path: str | Path, check: FaceCheck = check_face) -> Story:
         if scene.narration is not None and scene.video is None:
             raise where.error((*at, "narration"), "narration goes with a video scene")
         if scene.video is not None:
-            scene.video = _file(where, base, scene.video, (*at, "video"), "video")
+            scene.video = _file(where, jail, base, scene.video, (*at, "video"), "video")
         for field in ("script", "narration"):
             files = _scripts(scene, field, languages)
             if files is None:
@@ -314,7 +325,7 @@ def load(path: str | Path, check: FaceCheck = check_face) -> Story:
             for lang, file in files.items():
                 key = (*at, field, lang) if isinstance(getattr(scene, field), dict) else (
                     *at, field)  # fmt: skip
-                resolved[lang] = _file(where, base, Path(file), key, field)
+                resolved[lang] = _file(where, jail, base, Path(file), key, field)
                 _check_speakers(story, load_script_at(where, key, resolved[lang]))
             setattr(scene, field, resolved)
     return story
