@@ -70,7 +70,7 @@ class TusRoute(APIRoute):
             try:
                 response = await handler(request)
             except UploadError as exc:
-                raise HTTPException(exc.http_status, exc.as_dict(), headers=_RESUMABLE) from None
+                raise HTTPException(exc.http_status, str(exc), headers=_RESUMABLE) from None
             except StarletteHTTPException as exc:
                 headers = {**(exc.headers or {}), **_RESUMABLE}
                 raise HTTPException(exc.status_code, exc.detail, headers=headers) from None
