@@ -10,7 +10,6 @@ loudness-normalised output. Targets for the offline default (piper): RTF <= 0.05
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reelforge import config  # noqa: E402
 from reelforge.voice import backends as registry  # noqa: E402
 from reelforge.voice.render import VoiceOptions, render  # noqa: E402
 
@@ -50,6 +50,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rf-voice-bench-"))
     script = work / "script.txt"
     script.write_text(SCRIPT)
+    services = config.load().services  # a script is an edge: hosted keys from the environment
     runs: list[tuple[str, dict]] = [("espeak", {})]
     if registry.default_name() == "piper":
         runs.append(("piper", {}))
@@ -57,9 +58,9 @@ def main() -> None:
         runs.append(("dia", {"model": args.dia_model}))
     elif args.dia_tiny:
         runs.append(("dia", {"model": tiny_dia(work / "tiny-dia"), "max_new_tokens": 200}))
-    if os.environ.get("FAL_KEY"):
+    if "FAL_KEY" in services.keys:
         runs.append(("fal", {}))
-    if os.environ.get("SEGMIND_API_KEY"):
+    if "SEGMIND_API_KEY" in services.keys:
         runs.append(("segmind", {}))
     print(f"script: {len(SCRIPT.split())} words, default backend: {registry.default_name()}")
     head = ("backend", "speech s", "synth s", "RTF", "DNSMOS", "LUFS", "dBTP")
@@ -70,10 +71,10 @@ def main() -> None:
         warm.write_text("[S1] Warming up.")
         quiet = VoiceOptions(backend=name, backend_options=opts, mos=False,
                              use_cache=False)  # fmt: skip
-        render(warm, work / f"warm-{name}.wav", quiet)
+        render(warm, work / f"warm-{name}.wav", quiet, services=services)
         t0 = time.monotonic()
         report = render(script, work / f"{name}.wav", VoiceOptions(
-            backend=name, backend_options=opts, use_cache=False))  # fmt: skip
+            backend=name, backend_options=opts, use_cache=False), services=services)  # fmt: skip
         wall = time.monotonic() - t0
         synth = report.real_time_factor * report.duration
         mos = report.dnsmos["overall"] if report.dnsmos else float("nan")

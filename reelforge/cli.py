@@ -2,7 +2,9 @@
 
 Every command prints a human summary by default and machine-readable JSON with ``--json``.
 User errors print one line naming the file and the problem and exit with code 2; ``--debug``
-shows the traceback instead.
+shows the traceback instead. The settings (:func:`reelforge.config.load`) are loaded once, as
+a command starts (:func:`settings`), and passed down: the ffmpeg binary, hosted APIs' keys
+and URLs, the voice cache.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -28,6 +30,9 @@ from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
 from reelforge.media import ffmpeg  # light (the standard library): the signal handler uses it
 
+if TYPE_CHECKING:
+    from reelforge.config import Config
+
 app = typer.Typer(
     name="reelforge",
     help="Prepare video, voice and talking heads for fast, natural playback.",
@@ -37,6 +42,16 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+_settings: dict[str, Config] = {}  # "config": the running command's settings
+
+
+def settings() -> Config:
+    """The settings the running command uses: loaded once, when it starts."""
+    if "config" not in _settings:
+        from reelforge import config
+
+        _settings["config"] = config.load()
+    return _settings["config"]
 
 
 def _version(value: bool) -> None:
@@ -53,6 +68,8 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+    _settings.clear()  # a command rerun in this process (jobs retry) reads them afresh
+    ffmpeg.use_binary(settings().ffmpeg)
 
 
 @app.command()
@@ -406,15 +423,17 @@ def voice(
     """Render a dialogue script to loudness-normalised speech, WebVTT subtitles and a report."""
     from reelforge.voice.render import VoiceOptions, render
 
+    cfg = settings()
     opts = VoiceOptions(
         backend=backend,
         backend_options={"model": model} if model else {},
         target_lufs=lufs,
+        cache_dir=cfg.voice_cache_dir,
         use_cache=not no_cache,
         mos=mos,
     )
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
-        report = render(script, output, opts, bars)
+        report = render(script, output, opts, bars, services=cfg.services)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if as_json:
@@ -490,7 +509,8 @@ def talk(
                        sync_mode=sync_mode, model=model, checkpoint=checkpoint,
                        device=device)  # fmt: skip
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
-        report = run_talk(face, audio, output, opts, bars, video=video)
+        report = run_talk(face, audio, output, opts, bars, video=video,
+                          services=settings().services)  # fmt: skip
     if as_json:
         from dataclasses import asdict
 

@@ -1,6 +1,7 @@
 """The ``make`` command: a story file in, a published, subtitled stream out.
 
-Contract: a thin shell over :func:`reelforge.pipeline.graph.make`, recorded as a job
+Contract: a thin shell over :func:`reelforge.pipeline.graph.make` (given the settings the
+command loaded: hosted APIs' keys, the voice cache), recorded as a job
 (``reelforge jobs retry`` runs it again, its finished steps from the cache); one progress
 bar for the job (or, with ``--json``, progress as JSON lines and the report as the last
 line), then a table of the steps.
@@ -27,6 +28,7 @@ def make(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a story into a published stream: voices, talking shots, footage, subtitles."""
+    from reelforge.cli import settings
     from reelforge.cli_jobs import progress_sink, recorded_command
     from reelforge.pipeline.graph import make as make_story
 
@@ -34,7 +36,7 @@ def make(
         recorded_command("make", output or story, subject=story.name) as (state, job_id),
         progress_sink(as_json) as sink,
     ):
-        report = make_story(story, output, state.pipeline(job_id, sink=sink))
+        report = make_story(story, output, state.pipeline(job_id, sink=sink), config=settings())
     if as_json:
         print(report.model_dump_json(), flush=True)
         return

@@ -16,6 +16,17 @@ over the file. Pipeline state:
   outputs by key;
 - ``jobs_url`` (``REELFORGE_JOBS_URL``; default ``sqlite:///<state_dir>/jobs.sqlite``): any
   SQLAlchemy URL, e.g. ``postgresql+psycopg://host/reelforge`` for a shared store.
+
+Tools and caches: ``ffmpeg`` (``REELFORGE_FFMPEG``; default: the imageio-ffmpeg binary) and
+``user_cache_dir`` (``REELFORGE_CACHE_DIR``; default: the user cache folder,
+``~/.cache/reelforge`` on Linux), whose ``voice/`` folder holds the voice chunk cache
+(:attr:`Config.voice_cache_dir`).
+
+Hosted APIs (:class:`Services`): the API keys (:data:`API_KEYS`) come from the environment
+only, never from the file, and never show in a ``repr``; their base-URL overrides
+(:data:`API_URLS`, named in the file in lower case: ``sync_api_url = "..."``), the retry
+backoff (``http_backoff``, ``REELFORGE_HTTP_BACKOFF``, seconds) and Sonic's model version
+(``sonic_version``, ``REELFORGE_SONIC_VERSION``) may come from either.
 """
 
 from __future__ import annotations
@@ -25,11 +36,53 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from reelforge.errors import InputError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+# The hosted APIs' key variables, read from the environment only.
+API_KEYS = ("FAL_KEY", "SEGMIND_API_KEY", "SYNC_API_KEY", "REPLICATE_API_TOKEN", "DID_API_KEY")
+# Their base-URL overrides (a proxy, a test server), from the environment or the file.
+API_URLS = ("FAL_QUEUE_URL", "FAL_REST_URL", "SEGMIND_API_URL", "SYNC_API_URL",
+            "REPLICATE_API_URL", "DID_API_URL")  # fmt: skip
+
+
+@dataclass(frozen=True, repr=False)
+class Services:
+    """What the hosted APIs need: their keys by variable name (``FAL_KEY`` -> key), base-URL
+    overrides by variable name, the backoff between retries (seconds, doubled each try) and
+    Sonic's model version. The ``repr`` names the keys that are set, never their values."""
+
+    keys: Mapping[str, str] = field(default_factory=dict)
+    urls: Mapping[str, str] = field(default_factory=dict)
+    http_backoff: float = 1.0
+    sonic_version: str | None = None
+
+    def __post_init__(self) -> None:
+        keys = {k: v.strip() for k, v in dict(self.keys).items() if v and v.strip()}
+        urls = {k: v.strip() for k, v in dict(self.urls).items() if v and v.strip()}
+        object.__setattr__(self, "keys", MappingProxyType(keys))
+        object.__setattr__(self, "urls", MappingProxyType(urls))
+
+    def key(self, var: str, *, service: str) -> str:
+        """The key in ``var``; a missing one is an :class:`InputError` naming the variable."""
+        found = self.keys.get(var)
+        if not found:
+            raise InputError(f"{service} needs an API key: set {var} in the environment")
+        return found
+
+    def url(self, var: str, default: str) -> str:
+        """The base URL ``var`` overrides (``default`` when unset), without a trailing ``/``."""
+        return (self.urls.get(var) or default).rstrip("/")
+
+    def __repr__(self) -> str:
+        return (
+            f"Services(keys={sorted(self.keys)}, urls={dict(self.urls)}, "
+            f"http_backoff={self.http_backoff}, sonic_version={self.sonic_version!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -38,14 +91,17 @@ class Config:
     player_assets: Path | None = None
     manifest_max_age: int = 60
     player_url: str = "/player/"  # where pages load the player scripts (REELFORGE_PLAYER_URL)
-    image_key: bytes | None = None  # HMAC key for /img URLs (REELFORGE_IMAGE_KEY)
+    image_key: bytes | None = field(default=None, repr=False)  # /img URLs' HMAC key
     image_unsigned: bool = False  # accept /img/unsafe/... (REELFORGE_IMAGE_UNSIGNED=1)
     image_cache: Path | None = None  # where /img results are kept (default: under the root)
-    playback_key: bytes | None = None  # HMAC key for /p/<token>/ URLs (REELFORGE_PLAYBACK_KEY)
+    playback_key: bytes | None = field(default=None, repr=False)  # /p/<token>/ URLs' HMAC key
     s3_mode: str = "stream"  # s3:// roots: proxy objects, or redirect to presigned URLs
     state_dir: Path = field(default_factory=lambda: default_state_dir())  # REELFORGE_STATE
     cache_dir: Path | None = None  # step outputs by key (REELFORGE_STEP_CACHE)
     jobs_url: str | None = None  # the job store (REELFORGE_JOBS_URL)
+    services: Services = field(default_factory=Services)  # hosted APIs: keys, URLs, backoff
+    ffmpeg: Path | None = None  # the ffmpeg binary to run (REELFORGE_FFMPEG)
+    voice_cache_dir: Path = field(default_factory=lambda: user_cache_dir() / "voice")
 
     @property
     def step_cache_dir(self) -> Path:
@@ -67,6 +123,13 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("reelforge", appauthor=False))
 
 
+def user_cache_dir() -> Path:
+    """The user cache folder for ReelForge (``~/.cache/reelforge`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("reelforge", appauthor=False))
+
+
 # setting name -> environment variable
 _ENV = {
     "serve_root": "REELFORGE_SERVE_ROOT",
@@ -81,6 +144,11 @@ _ENV = {
     "state_dir": "REELFORGE_STATE",
     "cache_dir": "REELFORGE_STEP_CACHE",
     "jobs_url": "REELFORGE_JOBS_URL",
+    "ffmpeg": "REELFORGE_FFMPEG",
+    "user_cache_dir": "REELFORGE_CACHE_DIR",
+    "http_backoff": "REELFORGE_HTTP_BACKOFF",
+    "sonic_version": "REELFORGE_SONIC_VERSION",
+    **{var.lower(): var for var in API_URLS},
 }
 
 
@@ -113,6 +181,10 @@ def read_file(path: Path) -> dict[str, Any]:
         raise InputError(f"not a valid settings file ({exc})", path=path) from None
     if not isinstance(data, dict):
         raise InputError("a settings file must be a table of names and values", path=path)
+    secret = [k for k in data if str(k).upper() in API_KEYS]
+    if secret:
+        raise InputError(f"{secret[0]}: API keys are read from the environment only, never "
+                         "from the settings file", path=path)  # fmt: skip
     unknown = sorted(set(data) - set(_ENV))
     if unknown:
         raise InputError(f"unknown settings {', '.join(unknown)}; known: "
@@ -136,6 +208,17 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         max_age = int(raw.get("manifest_max_age", "60"))
     except ValueError:
         raise InputError("REELFORGE_MANIFEST_MAX_AGE must be a whole number of seconds") from None
+    try:
+        backoff = float(raw.get("http_backoff") or "1.0")
+    except ValueError:
+        raise InputError("REELFORGE_HTTP_BACKOFF must be a number of seconds") from None
+    services = Services(
+        keys={var: env[var] for var in API_KEYS if var in env},
+        urls={var: raw[var.lower()] for var in API_URLS if raw.get(var.lower())},
+        http_backoff=backoff,
+        sonic_version=raw.get("sonic_version") or None,
+    )
+    cache_root = raw.get("user_cache_dir")
     return Config(
         serve_root=(root if root.startswith("s3://") else Path(root)) if root else None,
         player_assets=_find_player_assets(raw.get("player_assets")),
@@ -149,4 +232,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         state_dir=Path(state).expanduser() if state else default_state_dir(),
         cache_dir=Path(c).expanduser() if (c := raw.get("cache_dir")) else None,
         jobs_url=raw.get("jobs_url") or None,
+        services=services,
+        ffmpeg=Path(f).expanduser() if (f := raw.get("ffmpeg")) else None,
+        voice_cache_dir=(Path(cache_root).expanduser() if cache_root else user_cache_dir())
+        / "voice",
     )

@@ -8,6 +8,7 @@ import pytest
 from conftest import media, run_ffmpeg
 from fakes import FakeDid, FakeFalLipsync, FakeReplicate, FakeSyncSo
 
+from reelforge.config import Services
 from reelforge.errors import BackendError, InputError
 from reelforge.lipsync.talk import TalkOptions, talk
 
@@ -22,21 +23,19 @@ def result_video(tmp_path_factory) -> bytes:
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.setenv("DID_API_KEY", "test-did-key")
-    monkeypatch.setenv("REELFORGE_HTTP_BACKOFF", "0.01")
+def env(tmp_path):
     return tmp_path
 
 
-def _talk(fake, out, **opts):
-    import os
+def _services(keys: dict[str, str], urls: dict[str, str] | None = None) -> Services:
+    return Services(keys=keys, urls=urls or {}, http_backoff=0.01)
 
-    os.environ["DID_API_URL"] = fake.base
-    try:
-        return talk(media("faces/astronaut_eileen_collins.png"), media("speech/LJ001-0002.wav"),
-                    out, TalkOptions(backend="did", poll_interval=0.01, **opts))  # fmt: skip
-    finally:
-        del os.environ["DID_API_URL"]
+
+def _talk(fake, out, key="test-did-key", **opts):
+    services = _services({"DID_API_KEY": key}, {"DID_API_URL": fake.base})
+    return talk(media("faces/astronaut_eileen_collins.png"), media("speech/LJ001-0002.wav"),
+                out, TalkOptions(backend="did", poll_interval=0.01, **opts),
+                services=services)  # fmt: skip
 
 
 def test_did_protocol_with_retries(env, result_video):
@@ -67,12 +66,11 @@ def test_did_failed_job_and_timeout_leave_nothing(env, result_video):
     assert list(env.iterdir()) == []
 
 
-def test_did_rejected_key(env, result_video, monkeypatch):
-    monkeypatch.setenv("DID_API_KEY", "wrong")
+def test_did_rejected_key(env, result_video):
     fake = FakeDid(result_video)
     try:
         with pytest.raises(InputError, match="DID_API_KEY") as err:
-            _talk(fake, env / "x.mp4")
+            _talk(fake, env / "x.mp4", key="wrong")
     finally:
         fake.close()
     assert "wrong" not in str(err.value) and len(fake.requests) == 1
@@ -89,23 +87,21 @@ SERVICES = {
 }  # fmt: skip
 
 
-def _hosted(monkeypatch, backend, fake, out, **opts):
+def _hosted(backend, fake, out, **opts):
     _, key_env, key, url_envs, kind = SERVICES[backend]
-    monkeypatch.setenv(key_env, key)
-    for name in url_envs:
-        monkeypatch.setenv(name, fake.base)
+    services = _services({key_env: key}, dict.fromkeys(url_envs, fake.base))
     audio = media("speech/LJ001-0002.wav")
     options = TalkOptions(backend=backend, poll_interval=0.01, **opts)
     if kind == "video":
-        return talk(None, audio, out, options, video=media(GRID))
-    return talk(media("faces/astronaut_eileen_collins.png"), audio, out, options)
+        return talk(None, audio, out, options, video=media(GRID), services=services)
+    return talk(media("faces/astronaut_eileen_collins.png"), audio, out, options, services=services)
 
 
 @pytest.mark.parametrize("backend", sorted(SERVICES))
-def test_hosted_protocols(backend, env, result_video, monkeypatch):
+def test_hosted_protocols(backend, env, result_video):
     fake = SERVICES[backend][0](result_video, failures=[429, 503])
     try:
-        report = _hosted(monkeypatch, backend, fake, env / "out.mp4")
+        report = _hosted(backend, fake, env / "out.mp4")
     finally:
         fake.close()
     assert ("GET", "/files/result.mp4") in [(m, p) for m, p, _ in fake.requests]
@@ -125,21 +121,21 @@ def test_hosted_protocols(backend, env, result_video, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", sorted(SERVICES))
-def test_hosted_failure_and_timeout_leave_nothing(backend, env, result_video, monkeypatch):
+def test_hosted_failure_and_timeout_leave_nothing(backend, env, result_video):
     for final, message in (("error", "ended as"), ("never", "gave up waiting")):
         fake = SERVICES[backend][0](result_video, final=final)
         try:
             with pytest.raises(BackendError, match=message):
-                _hosted(monkeypatch, backend, fake, env / "x.mp4", job_timeout=0.3)
+                _hosted(backend, fake, env / "x.mp4", job_timeout=0.3)
         finally:
             fake.close()
     assert list(env.iterdir()) == []
 
 
-def test_hosted_model_choice_and_latentsync(env, result_video, monkeypatch):
+def test_hosted_model_choice_and_latentsync(env, result_video):
     fake = FakeSyncSo(result_video)
     try:
-        _hosted(monkeypatch, "syncso", fake, env / "pro.mp4", model="lipsync-2-pro",
+        _hosted("syncso", fake, env / "pro.mp4", model="lipsync-2-pro",
                 sync_mode="loop")  # fmt: skip
     finally:
         fake.close()
@@ -147,31 +143,31 @@ def test_hosted_model_choice_and_latentsync(env, result_video, monkeypatch):
     assert generate["model"] == "lipsync-2-pro" and generate["options"]["sync_mode"] == "loop"
     fake = FakeFalLipsync(result_video)
     try:
-        _hosted(monkeypatch, "fal", fake, env / "latent.mp4", model="fal-ai/latentsync",
+        _hosted("fal", fake, env / "latent.mp4", model="fal-ai/latentsync",
                 sync_mode="pingpong")  # fmt: skip
     finally:
         fake.close()
     submit = next(b for m, p, b in fake.requests if p == "/fal-ai/latentsync")
     assert submit["loop_mode"] == "pingpong"
     with pytest.raises(InputError, match="unknown model"):
-        _hosted(monkeypatch, "syncso", fake, env / "x.mp4", model="lipsync-9")
+        _hosted("syncso", fake, env / "x.mp4", model="lipsync-9")
 
 
-def test_portrait_only_service_refuses_a_video(env, result_video, monkeypatch):
-    monkeypatch.setenv("REPLICATE_API_TOKEN", "test-replicate-token")
+def test_portrait_only_service_refuses_a_video(env, result_video):
     with pytest.raises(InputError, match="animates a still portrait"):
-        talk(None, media("speech/LJ001-0002.wav"), env / "x.mp4",
-             TalkOptions(backend="sonic"), video=media(GRID))  # fmt: skip
+        talk(None, media("speech/LJ001-0002.wav"), env / "x.mp4", TalkOptions(backend="sonic"),
+             video=media(GRID),
+             services=_services({"REPLICATE_API_TOKEN": "test-replicate-token"}))  # fmt: skip
     assert list(env.iterdir()) == []
 
 
-def test_video_only_service_gets_the_portrait_as_a_still_clip(env, result_video, monkeypatch):
+def test_video_only_service_gets_the_portrait_as_a_still_clip(env, result_video):
     fake = FakeSyncSo(result_video)
-    monkeypatch.setenv("SYNC_API_KEY", "test-sync-key")
-    monkeypatch.setenv("SYNC_API_URL", fake.base)
+    services = _services({"SYNC_API_KEY": "test-sync-key"}, {"SYNC_API_URL": fake.base})
     try:
         talk(media("faces/astronaut_eileen_collins.png"), media("speech/LJ001-0002.wav"),
-             env / "still.mp4", TalkOptions(backend="syncso", poll_interval=0.01))  # fmt: skip
+             env / "still.mp4", TalkOptions(backend="syncso", poll_interval=0.01),
+             services=services)  # fmt: skip
     finally:
         fake.close()
     sent = fake.uploads["/upload/portrait.mp4"]

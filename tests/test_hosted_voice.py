@@ -6,6 +6,7 @@ import pytest
 from conftest import media
 from fakes import FakeFal, FakeSegmind
 
+from reelforge.config import Services
 from reelforge.errors import BackendError, InputError
 from reelforge.voice.render import VoiceOptions, render
 
@@ -17,20 +18,23 @@ def speech() -> bytes:
     return media("speech/LJ001-0002.wav").read_bytes()
 
 
+KEYS = {"FAL_KEY": "test-fal-key", "SEGMIND_API_KEY": "test-segmind-key"}
+
+
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.setenv("FAL_KEY", "test-fal-key")
-    monkeypatch.setenv("SEGMIND_API_KEY", "test-segmind-key")
-    monkeypatch.setenv("REELFORGE_HTTP_BACKOFF", "0.01")
+def env(tmp_path):
     script = tmp_path / "s.txt"
     script.write_text(SCRIPT)
     return tmp_path, script
 
 
-def _render(tmp, script, backend, base, name="o.wav"):
-    return render(script, tmp / name, VoiceOptions(
-        backend=backend, backend_options={"base_url": base}, cache_dir=tmp / "cache",
-        mos=False))  # fmt: skip
+def _render(tmp, script, backend, base, name="o.wav", keys=KEYS):
+    """``base`` reaches the backend through the services' URL variables, as set-up gives
+    them (``FAL_QUEUE_URL``, ``SEGMIND_API_URL``)."""
+    urls = {"FAL_QUEUE_URL": base, "SEGMIND_API_URL": base}
+    services = Services(keys=keys, urls=urls, http_backoff=0.01)
+    return render(script, tmp / name, VoiceOptions(backend=backend, cache_dir=tmp / "cache",
+                                                   mos=False), services=services)  # fmt: skip
 
 
 @pytest.mark.parametrize("failures", [[], [429], [500], [503, 429]])
@@ -52,13 +56,12 @@ def test_fal_queue_protocol_with_retries(env, speech, failures):
     assert report.duration > 1.0
 
 
-def test_fal_rejected_key_is_not_retried(env, speech, monkeypatch):
+def test_fal_rejected_key_is_not_retried(env, speech):
     tmp, script = env
-    monkeypatch.setenv("FAL_KEY", "wrong-key-123")
     fake = FakeFal(speech)
     try:
         with pytest.raises(InputError) as err:
-            _render(tmp, script, "fal", fake.base)
+            _render(tmp, script, "fal", fake.base, keys={"FAL_KEY": "wrong-key-123"})
     finally:
         fake.close()
     assert len(fake.requests) == 1
@@ -91,13 +94,24 @@ def test_segmind_binary_and_json_bodies(env, speech, json_mode, failures):
     assert report.chunks[0].cost["remaining_credits"] in ("41.5", "42.0")
 
 
-def test_segmind_rejected_key(env, speech, monkeypatch):
+def test_segmind_rejected_key(env, speech):
     tmp, script = env
-    monkeypatch.setenv("SEGMIND_API_KEY", "nope")
     fake = FakeSegmind(speech)
     try:
-        with pytest.raises(InputError, match="SEGMIND_API_KEY"):
-            _render(tmp, script, "segmind", fake.base)
+        with pytest.raises(InputError, match="SEGMIND_API_KEY") as err:
+            _render(tmp, script, "segmind", fake.base, keys={"SEGMIND_API_KEY": "nope-123"})
     finally:
         fake.close()
     assert len(fake.requests) == 1
+    assert "nope-123" not in str(err.value)
+
+
+def test_a_backend_made_without_services_names_the_missing_key(env):
+    """The library reads no environment: without services a hosted backend has no key, and
+    says which variable the command line takes it from."""
+    tmp, script = env
+    for backend, var in (("fal", "FAL_KEY"), ("segmind", "SEGMIND_API_KEY")):
+        with pytest.raises(InputError, match=f"needs an API key: set {var}"):
+            render(script, tmp / "o.wav", VoiceOptions(backend=backend, mos=False,
+                                                       cache_dir=tmp / "cache"))  # fmt: skip
+    assert not (tmp / "o.wav").exists()

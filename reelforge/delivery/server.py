@@ -47,6 +47,7 @@ def check_address(host: str, port: int) -> None:
 def serve(root: str | Path, *, host: str, port: int, server: str = "granian",
           workers: int = 1) -> None:  # fmt: skip
     root = str(root)
+    # The server's worker processes build the app from their environment (config.load()).
     os.environ["REELFORGE_SERVE_ROOT"] = root if root.startswith("s3://") else str(
         Path(root).resolve())  # fmt: skip
     if server == "granian":

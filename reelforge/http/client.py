@@ -1,7 +1,8 @@
 """One HTTP client for every hosted API (fal.ai, Segmind, sync.so ...).
 
-Contract: the API key is read from the environment when the client is made (a missing key is
-an :class:`~reelforge.errors.InputError` naming the variable); requests time out; 429, 5xx
+Contract: the API key is taken from the :class:`~reelforge.config.Services` the caller gives
+when the client is made (a missing key is an :class:`~reelforge.errors.InputError` naming
+its environment variable), and so is the retry backoff; requests time out; 429, 5xx
 and connection errors are retried with exponential backoff and jitter (``Retry-After`` is
 honoured); 401/403 raise at once with a clear message; other 4xx are not retried. The key
 never appears in an error message or log line: any text quoted from a response is scrubbed.
@@ -10,7 +11,6 @@ never appears in an error message or log line: any text quoted from a response i
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from reelforge.config import Services
 from reelforge.errors import BackendError, InputError
 
 log = logging.getLogger("reelforge.http")
@@ -28,6 +29,7 @@ class ApiClient:
     def __init__(
         self,
         service: str,
+        services: Services,
         *,
         key_env: str,
         auth_header: str,
@@ -38,14 +40,11 @@ class ApiClient:
     ) -> None:
         self.service = service
         self.key_env = key_env
-        key = os.environ.get(key_env, "").strip()
-        if not key:
-            raise InputError(f"{service} needs an API key: set {key_env} in the environment")
+        key = services.key(key_env, service=service)
         self._key = key
         self._headers = {auth_header: f"{key_prefix}{key}"}
         self.max_attempts = max_attempts
-        self.backoff = backoff if backoff is not None else float(
-            os.environ.get("REELFORGE_HTTP_BACKOFF", "1.0"))  # fmt: skip
+        self.backoff = services.http_backoff if backoff is None else backoff
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True
         )

@@ -3,16 +3,17 @@
 Queue: POST the input to ``{queue}/{endpoint}``; the answer names a ``status_url`` and a
 ``response_url``; poll the status until ``COMPLETED`` (or a failure); GET the response.
 Storage: POST ``{rest}/storage/upload/initiate`` with the file's name and type, PUT the
-bytes to the ``upload_url`` it returns, and use its ``file_url`` as an input. The key comes
-from ``FAL_KEY``; ``FAL_QUEUE_URL`` and ``FAL_REST_URL`` point elsewhere (a proxy, a test).
+bytes to the ``upload_url`` it returns, and use its ``file_url`` as an input. The key is the
+given :class:`~reelforge.config.Services`' ``FAL_KEY``; its ``FAL_QUEUE_URL`` and
+``FAL_REST_URL`` point elsewhere (a proxy, a test).
 """
 
 from __future__ import annotations
 
 import mimetypes
-import os
 from pathlib import Path
 
+from reelforge.config import Services
 from reelforge.errors import BackendError
 from reelforge.http.client import ApiClient
 
@@ -22,13 +23,12 @@ FAILED = ("FAILED", "CANCELED", "CANCELLED", "ERROR")
 
 
 class FalQueue:
-    def __init__(
-        self, queue_url: str | None = None, poll_interval: float = 1.0, timeout: float = 900.0
-    ) -> None:
-        self.client = ApiClient("fal.ai", key_env="FAL_KEY", auth_header="Authorization",
-                                key_prefix="Key ")  # fmt: skip
-        self.queue = (queue_url or os.environ.get("FAL_QUEUE_URL") or QUEUE_URL).rstrip("/")
-        self.rest = (os.environ.get("FAL_REST_URL") or REST_URL).rstrip("/")
+    def __init__(self, services: Services, queue_url: str | None = None,
+                 poll_interval: float = 1.0, timeout: float = 900.0) -> None:  # fmt: skip
+        self.client = ApiClient("fal.ai", services, key_env="FAL_KEY",
+                                auth_header="Authorization", key_prefix="Key ")  # fmt: skip
+        self.queue = (queue_url or services.url("FAL_QUEUE_URL", QUEUE_URL)).rstrip("/")
+        self.rest = services.url("FAL_REST_URL", REST_URL)
         self.poll_interval = poll_interval
         self.timeout = timeout
 

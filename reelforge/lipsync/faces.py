@@ -80,6 +80,7 @@ class FaceTracker:
     """Landmarks frame after frame (tracking mode: faster and steadier than per image)."""
 
     def __init__(self, max_faces: int = 4, index: int = 0, still: bool = False) -> None:
+        # Not a ReelForge setting: quiets MediaPipe's C++ logging, which reads these itself.
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         self._quiet = _NativeStderrSilenced()

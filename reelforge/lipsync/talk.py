@@ -7,7 +7,9 @@ video being dubbed) speak ``audio``, with the backend named in :class:`TalkOptio
   checkpoint), change only a feathered region around the face; every other pixel is the
   source's own;
 - hosted APIs (``syncso``, ``fal``, ``sonic``, ``did``) get the files through their own
-  upload protocols; their result is brought to the delivery format with our audio.
+  upload protocols, with the keys and URLs of the :class:`~reelforge.config.Services` given
+  as ``services`` (never part of the options or the report); their result is brought to the
+  delivery format with our audio.
 
 The output is H.264 + AAC, fast start: at ``fps`` (25 by default) for a portrait, at the
 source's size and frame rate for a video (a phone video's rotation applied). When audio and
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reelforge.config import Services
 from reelforge.errors import InputError
 from reelforge.fsutil import scratch_dir
 from reelforge.lipsync.backends import LOCAL as LOCAL_RENDERERS
@@ -262,8 +265,9 @@ def _render_local(opts, picture, speech, audio, tmp, progress) -> None:
     )  # fmt: skip
 
 
-def _render_hosted(opts, picture, visual: Path, audio, tmp, work, progress) -> dict:
-    backend = hosted(opts.backend, opts.model, opts.poll_interval, opts.job_timeout)
+def _render_hosted(opts, services: Services, picture, visual: Path, audio, tmp, work,
+                   progress) -> dict:  # fmt: skip
+    backend = hosted(opts.backend, services, opts.model, opts.poll_interval, opts.job_timeout)
     n = len(picture.plan)
     if picture.kind not in backend.accepts:
         if picture.kind == "video":
@@ -298,8 +302,10 @@ def talk(
     progress: Progress | None = None,
     *,
     video: str | Path | None = None,
+    services: Services | None = None,
 ) -> TalkReport:
-    """See the module docstring. Give exactly one of ``face`` and ``video``."""
+    """See the module docstring. Give exactly one of ``face`` and ``video``; a hosted
+    backend needs ``services`` holding its key."""
     opts = options or TalkOptions()
     progress = progress or NullProgress()
     audio, output = Path(audio), Path(output)
@@ -338,7 +344,8 @@ def talk(
             _render_local(opts, picture, speech, audio, tmp, progress)
         else:
             visual = Path(video) if video is not None else _portrait_file(picture, work)
-            job = _render_hosted(opts, picture, visual, audio, tmp, work, progress)
+            job = _render_hosted(opts, services or Services(), picture, visual, audio, tmp,
+                                 work, progress)  # fmt: skip
         render_fps = n / max(time.monotonic() - started, 1e-6)
         reading = measure(tmp, face_index=0).as_dict() if opts.check_sync else None
         report = TalkReport(

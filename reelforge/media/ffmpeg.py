@@ -1,12 +1,13 @@
-"""Run the ffmpeg binary shipped by the ``imageio-ffmpeg`` wheel.
+"""Run the ffmpeg binary shipped by the ``imageio-ffmpeg`` wheel (or the one the edge names).
 
-Contract: callers pass argument lists (never shell strings). :func:`run` streams
-``-progress pipe:1`` output into a callback as seconds of output produced, and raises
-:class:`~reelforge.errors.MediaError` naming the input and quoting the tail of stderr when
-ffmpeg fails. An interrupted run (KeyboardInterrupt, or any exception raised while ffmpeg
-runs) stops ffmpeg before re-raising: SIGTERM, then SIGKILL if it has not exited within
-:data:`STOP_GRACE` seconds (on SIGTERM ffmpeg flushes its encoders, which for a slow preset
-takes seconds), and waits for it, so no ffmpeg outlives the call.
+Contract: :func:`use_binary` (called once by the CLI, from the settings' ``ffmpeg``) picks
+another binary for the whole process. Callers pass argument lists (never shell strings).
+:func:`run` streams ``-progress pipe:1`` output into a callback as seconds of output
+produced, and raises :class:`~reelforge.errors.MediaError` naming the input and quoting the
+tail of stderr when ffmpeg fails. An interrupted run (KeyboardInterrupt, or any exception
+raised while ffmpeg runs) stops ffmpeg before re-raising: SIGTERM, then SIGKILL if it has
+not exited within :data:`STOP_GRACE` seconds (on SIGTERM ffmpeg flushes its encoders, which
+for a slow preset takes seconds), and waits for it, so no ffmpeg outlives the call.
 
 For a whole process being told to stop: :func:`request_stop` (safe in a signal handler: it
 only sends signals) stops every ffmpeg this process runs, in any thread, within
@@ -43,12 +44,23 @@ _kill_due = threading.Event()  # set by request_stop: the reaper kills survivors
 _reaper: threading.Thread | None = None
 
 
-@cache
+_binary: str | None = None  # set by use_binary
+
+
+def use_binary(path: str | Path | None) -> None:
+    """Run ``path`` as ffmpeg from now on, in this process and the workers it forks
+    (``None``: the imageio-ffmpeg binary). Call it before the first run."""
+    global _binary
+    _binary = str(path) if path else None
+
+
 def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary: ``REELFORGE_FFMPEG`` if set, else the imageio-ffmpeg one."""
-    override = os.environ.get("REELFORGE_FFMPEG")
-    if override:
-        return override
+    """Path of the ffmpeg binary: the one :func:`use_binary` named, else imageio-ffmpeg's."""
+    return _binary or _bundled_exe()
+
+
+@cache
+def _bundled_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()

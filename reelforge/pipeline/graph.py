@@ -21,18 +21,20 @@ listing every step with its key, ``done`` or ``cached`` and its seconds. Per lan
 5. ``publish-stream`` publishes the program with every language's subtitles.
 
 Nothing half-made is ever visible at the output; a run killed at any point and run again
-continues from its last finished step.
+continues from its last finished step. The steps take hosted-API keys and the voice cache
+from the ``config`` given (:func:`reelforge.pipeline.steps.using`), never from their options.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -42,6 +44,9 @@ from reelforge.pipeline.spec import StepSpec
 from reelforge.pipeline.story import Story, load
 from reelforge.voice.script import Script
 from reelforge.voice.script import load as load_script
+
+if TYPE_CHECKING:
+    from reelforge.config import Config
 
 GAP_TURN = 0.35  # silence after a turn, before the next speaker's
 GAP_SCENE = 0.8  # after a scene's last turn
@@ -147,9 +152,18 @@ def _scripts(story: Story, field: str, index: int) -> dict[str, Script]:
     return scripts
 
 
-def make(story_path: str | Path, output: str | Path | None, pipeline) -> MakeReport:
+def make(story_path: str | Path, output: str | Path | None, pipeline, *,
+         config: Config | None = None) -> MakeReport:  # fmt: skip
     """Make the story at ``story_path`` into ``output`` (default: the story's own) with
-    ``pipeline`` (a :class:`~reelforge.pipeline.runner.Pipeline`)."""
+    ``pipeline`` (a :class:`~reelforge.pipeline.runner.Pipeline`); the steps run with the
+    settings in ``config`` (default: none, so no hosted API keys)."""
+    from reelforge.pipeline import steps
+
+    with steps.using(config) if config is not None else contextlib.nullcontext():
+        return _make(story_path, output, pipeline)
+
+
+def _make(story_path: str | Path, output: str | Path | None, pipeline) -> MakeReport:
     started = time.monotonic()
     story = load(story_path, check=lambda face, index: _checked_face(pipeline, face, index))
     assert story.path is not None

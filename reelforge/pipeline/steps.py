@@ -16,17 +16,26 @@ digests and options and skips what is already made.
   brought to the loudness target across scenes (``program.mkv``), and the subtitles timed
   from where each turn landed, one file per language (``subtitles-LANG.vtt``);
 - ``publish-stream``: the program published as an adaptive stream (``stream/``).
+
+What the steps need from the settings but must never carry in their options (hosted APIs'
+keys, the voice chunk cache) comes from the :class:`~reelforge.config.Config` that whoever
+runs them gives with :func:`using` (the CLI's ``make``; a worker at its start); without
+one, the defaults: no API keys, the user cache folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from reelforge.config import Config
 from reelforge.media import ffmpeg
 from reelforge.pipeline.runner import register
 from reelforge.pipeline.spec import StepSpec
@@ -36,6 +45,25 @@ from reelforge.voice.subtitles import SubtitleCue, webvtt
 
 RATE = post.RATE
 DUCK_DB = -14.0  # footage sound under a narration (mix: true)
+_settings: contextvars.ContextVar[Config | None] = contextvars.ContextVar(
+    "step_settings", default=None
+)
+
+
+@contextlib.contextmanager
+def using(config: Config) -> Iterator[None]:
+    """Within the block, steps run in this context take their hosted-API services and voice
+    cache from ``config`` (never part of a step's options, so never part of its key)."""
+    token = _settings.set(config)
+    try:
+        yield
+    finally:
+        _settings.reset(token)
+
+
+def settings() -> Config:
+    """The settings given with :func:`using`, else the defaults (no API keys)."""
+    return _settings.get() or Config()
 
 
 def _write_wav(path: Path, audio: np.ndarray) -> None:
@@ -69,9 +97,11 @@ def voice_turn(spec: StepSpec, out: Path, progress: Progress) -> dict:
     script.write_text((f"---\n{front}---\n" if front else "") + f"[{o['speaker']}] {o['text']}\n",
                       encoding="utf-8")  # fmt: skip
     backend_options = {"model": o["model"]} if o.get("model") else {}
+    config = settings()
     opts = VoiceOptions(backend=o["backend"], target_lufs=o["lufs"], mos=False,
-                        backend_options=backend_options)  # fmt: skip
-    report = render(script, out / "speech.wav", opts, progress)
+                        backend_options=backend_options,
+                        cache_dir=config.voice_cache_dir)  # fmt: skip
+    report = render(script, out / "speech.wav", opts, progress, services=config.services)
     return {"speech": "speech.wav", "duration": report.duration, "backend": report.backend,
             "model": report.model, "loudness_lufs": report.loudness_lufs,
             "warnings": report.warnings}  # fmt: skip
@@ -96,7 +126,8 @@ def talk_shot(spec: StepSpec, out: Path, progress: Progress) -> dict:
                        sync_mode="loop", seed=o.get("seed", 0))  # fmt: skip
     face = spec.inputs["face"]
     report = talk(None if o["video"] else face, voice, out / "shot.mp4", opts, progress,
-                  video=face if o["video"] else None)  # fmt: skip
+                  video=face if o["video"] else None,
+                  services=settings().services)  # fmt: skip
     return {"shot": "shot.mp4", "frames": report.frames, "fps": report.fps,
             "speech_seconds": round(speech.size / RATE, 4), "sync": report.sync,
             "width": report.width, "height": report.height}  # fmt: skip

@@ -3,8 +3,9 @@
 Contract: the key is a SHA-256 over everything that changes a chunk's audio: backend name,
 model, the voices of the speakers in the chunk (a reference clip by its bytes' hash), the
 chunk's text, generation parameters and any audio prompt. Entries are written through a
-temporary file and renamed, so a crash never leaves a torn entry. The folder is
-``REELFORGE_CACHE_DIR`` or ``~/.cache/reelforge/voice``.
+temporary file and renamed, so a crash never leaves a torn entry. The folder is the one
+given (the CLI passes the settings' :attr:`~reelforge.config.Config.voice_cache_dir`), else
+:func:`default_dir`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import uuid
 from pathlib import Path
 
 import numpy as np
 
+from reelforge.config import user_cache_dir
 from reelforge.voice.backends.base import Synthesis
 
 
 def default_dir() -> Path:
-    env = os.environ.get("REELFORGE_CACHE_DIR")
-    return Path(env) / "voice" if env else Path.home() / ".cache" / "reelforge" / "voice"
+    """``voice/`` in the user cache folder (``~/.cache/reelforge/voice`` on Linux)."""
+    return user_cache_dir() / "voice"
 
 
 def file_digest(path: Path) -> str:

@@ -23,6 +23,7 @@ from typing import TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelforge.config import Services
 from reelforge.errors import BackendError, InputError
 from reelforge.outputs import FileSet, check_apart, output_files
 from reelforge.progress import NullProgress, Progress
@@ -85,9 +86,10 @@ class VoiceReport(BaseModel):
 
 
 class VoiceOptions(BaseModel):
-    """What a render is asked to do; plain data (JSON), so a job or a worker can carry it.
-    The chunk cache lives in ``cache_dir`` (default: :func:`reelforge.voice.cache.default_dir`)
-    and is used unless ``use_cache`` is false."""
+    """What a render is asked to do; plain data (JSON), so a job or a worker can carry it, and
+    no secrets (API keys travel apart, in :func:`render`'s ``services``). The chunk cache
+    lives in ``cache_dir`` (default: :func:`reelforge.voice.cache.default_dir`; the CLI passes
+    the settings' ``voice_cache_dir``) and is used unless ``use_cache`` is false."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -160,7 +162,10 @@ def render(
     output: str | Path,
     options: VoiceOptions | None = None,
     progress: Progress | None = None,
+    *,
+    services: Services | None = None,
 ) -> VoiceReport:
+    """See the module docstring; a hosted backend takes its key and URL from ``services``."""
     opts = options or VoiceOptions()
     progress = progress or NullProgress()
     output = Path(output)
@@ -173,7 +178,7 @@ def render(
         if spec.reference is not None
     }
     digests = {name: file_digest(script.speakers[name].reference) for name in references}
-    backend = registry.create(opts.backend, **opts.backend_options)
+    backend = registry.create(opts.backend, services, **opts.backend_options)
     cache = ChunkCache(opts.cache_dir, enabled=opts.use_cache)
     chunks = make_chunks(script, per_turn=backend.name in registry.OFFLINE)
     inputs = [script_path, *(script.speakers[name].reference for name in references)]

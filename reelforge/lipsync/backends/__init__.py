@@ -3,10 +3,13 @@ behind :class:`HostedBackend`.
 
 Contract: :func:`local_renderer` builds the local renderer called ``name`` (``viseme``,
 ``wav2lip``) for a :class:`RenderJob`; :func:`hosted` the hosted backend called ``name``
-(``syncso``, ``fal``, ``sonic``, ``did``); :data:`NAMES` lists them all, local first. A
-renderer's :meth:`Renderer.run` turns ``(index, RGB frame, face or None)`` items into RGB
-frames of the same size, one per item, in order; a hosted backend's ``render`` sends the
-files to its service and returns the video's bytes and what the service said.
+(``syncso``, ``fal``, ``sonic``, ``did``), with its key and URLs from the
+:class:`~reelforge.config.Services` given (a missing key is an
+:class:`~reelforge.errors.InputError` naming its variable); :data:`NAMES` lists them all,
+local first. A renderer's :meth:`Renderer.run` turns ``(index, RGB frame, face or None)``
+items into RGB frames of the same size, one per item, in order; a hosted backend's
+``render`` sends the files to its service and returns the video's bytes and what the
+service said.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from reelforge.config import Services
 from reelforge.errors import InputError
 from reelforge.lipsync.faces import Face
 from reelforge.lipsync.speech import RATE
@@ -108,9 +112,10 @@ def local_renderer(name: str, job: RenderJob) -> Renderer:
     return LOCAL[name](job)
 
 
-def hosted(name: str, model: str | None, poll_interval: float, timeout: float) -> HostedBackend:
+def hosted(name: str, services: Services, model: str | None, poll_interval: float,
+           timeout: float) -> HostedBackend:  # fmt: skip
     table = _hosted_table()
     if name not in table:
         raise InputError(f"unknown hosted lip-sync backend {name!r}; choose from "
                          f"{', '.join(table)}")  # fmt: skip
-    return table[name](model=model, poll_interval=poll_interval, timeout=timeout)
+    return table[name](services, model=model, poll_interval=poll_interval, timeout=timeout)

@@ -3,16 +3,17 @@
 Protocol: upload the image (``POST /images``, multipart field ``image``) and the audio
 (``POST /audios``, field ``audio``), each answering a URL; ``POST /talks`` with
 ``source_url`` and an audio ``script``; poll ``GET /talks/{id}`` until ``done`` (or
-``error``/``rejected``); download ``result_url``. The key comes from ``DID_API_KEY`` and is
-sent as ``Authorization: Basic <key>``; ``DID_API_URL`` points elsewhere (a proxy, a test).
+``error``/``rejected``); download ``result_url``. The key is the given
+:class:`~reelforge.config.Services`' ``DID_API_KEY``, sent as ``Authorization: Basic <key>``;
+its ``DID_API_URL`` (or ``base_url``) points elsewhere (a proxy, a test).
 """
 
 from __future__ import annotations
 
 import mimetypes
-import os
 from pathlib import Path
 
+from reelforge.config import Services
 from reelforge.errors import BackendError
 from reelforge.http.client import ApiClient
 
@@ -26,14 +27,15 @@ class DidBackend:
 
     def __init__(
         self,
+        services: Services,
         base_url: str | None = None,
         poll_interval: float = 2.0,
         timeout: float = 900.0,
         model: str | None = None,  # D-ID's talks have no model choice
     ) -> None:
-        self.client = ApiClient("D-ID", key_env="DID_API_KEY", auth_header="Authorization",
-                                key_prefix="Basic ")  # fmt: skip
-        self.base = (base_url or os.environ.get("DID_API_URL") or API_URL).rstrip("/")
+        self.client = ApiClient("D-ID", services, key_env="DID_API_KEY",
+                                auth_header="Authorization", key_prefix="Basic ")  # fmt: skip
+        self.base = (base_url or services.url("DID_API_URL", API_URL)).rstrip("/")
         self.poll_interval = poll_interval
         self.timeout = timeout
 

@@ -2,9 +2,10 @@
 
 Contract: every backend has a ``name``, the inputs it ``accepts`` (``"image"``,
 ``"video"``) and ``render(visual, audio, sync_mode) -> (video bytes, job facts)``. Local
-files reach each service through its own upload protocol; keys come from the environment
-(never logged); requests go through :class:`~reelforge.http.client.ApiClient` (timeouts,
-backoff on 429/5xx). A failed or rejected job and a job that outlives ``timeout`` raise
+files reach each service through its own upload protocol; keys and base URLs come from the
+:class:`~reelforge.config.Services` each backend is made with (keys never logged); requests
+go through :class:`~reelforge.http.client.ApiClient` (timeouts, backoff on 429/5xx). A
+failed or rejected job and a job that outlives ``timeout`` raise
 :class:`~reelforge.errors.BackendError`.
 
 - ``syncso``: sync.so v2. Assets: ``POST /v2/assets/upload`` (name, type, size) returns a
@@ -26,9 +27,9 @@ backoff on 429/5xx). A failed or rejected job and a job that outlives ``timeout`
 from __future__ import annotations
 
 import mimetypes
-import os
 from pathlib import Path
 
+from reelforge.config import Services
 from reelforge.errors import BackendError, InputError
 from reelforge.http.client import ApiClient
 from reelforge.http.fal import FalQueue
@@ -49,13 +50,14 @@ class SyncSoBackend:
     models = ("lipsync-2", "lipsync-2-pro")
     FINAL = ("COMPLETED", "FAILED", "REJECTED", "CANCELED", "CANCELLED")
 
-    def __init__(self, model: str | None = None, poll_interval: float = 2.0,
+    def __init__(self, services: Services, model: str | None = None, poll_interval: float = 2.0,
                  timeout: float = 900.0) -> None:  # fmt: skip
         self.model = model or "lipsync-2"
         if self.model not in self.models:
             raise InputError(f"syncso: unknown model {self.model!r}; use {', '.join(self.models)}")
-        self.client = ApiClient("sync.so", key_env="SYNC_API_KEY", auth_header="x-api-key")
-        self.base = (os.environ.get("SYNC_API_URL") or "https://api.sync.so").rstrip("/")
+        self.client = ApiClient("sync.so", services, key_env="SYNC_API_KEY",
+                                auth_header="x-api-key")  # fmt: skip
+        self.base = services.url("SYNC_API_URL", "https://api.sync.so")
         self.poll_interval, self.timeout = poll_interval, timeout
 
     def _asset(self, path: Path) -> str:
@@ -100,12 +102,12 @@ class FalLipsyncBackend:
     accepts = ("video",)
     models = ("fal-ai/sync-lipsync", "fal-ai/latentsync")
 
-    def __init__(self, model: str | None = None, poll_interval: float = 2.0,
+    def __init__(self, services: Services, model: str | None = None, poll_interval: float = 2.0,
                  timeout: float = 900.0) -> None:  # fmt: skip
         self.model = model or "fal-ai/sync-lipsync"
         if self.model not in self.models:
             raise InputError(f"fal: unknown model {self.model!r}; use {', '.join(self.models)}")
-        self.queue = FalQueue(poll_interval=poll_interval, timeout=timeout)
+        self.queue = FalQueue(services, poll_interval=poll_interval, timeout=timeout)
         self.client = self.queue.client
 
     def render(self, visual: Path, audio: Path, sync_mode: str) -> tuple[bytes, dict]:
@@ -127,12 +129,12 @@ class SonicBackend:
     accepts = ("image",)
     FINAL = ("succeeded", "failed", "canceled")
 
-    def __init__(self, model: str | None = None, poll_interval: float = 2.0,
+    def __init__(self, services: Services, model: str | None = None, poll_interval: float = 2.0,
                  timeout: float = 900.0) -> None:  # fmt: skip
-        self.version = model or os.environ.get("REELFORGE_SONIC_VERSION") or SONIC_VERSION
-        self.client = ApiClient("Replicate", key_env="REPLICATE_API_TOKEN",
+        self.version = model or services.sonic_version or SONIC_VERSION
+        self.client = ApiClient("Replicate", services, key_env="REPLICATE_API_TOKEN",
                                 auth_header="Authorization", key_prefix="Bearer ")  # fmt: skip
-        self.base = (os.environ.get("REPLICATE_API_URL") or "https://api.replicate.com").rstrip("/")
+        self.base = services.url("REPLICATE_API_URL", "https://api.replicate.com")
         self.poll_interval, self.timeout = poll_interval, timeout
 
     def _file(self, path: Path) -> str:

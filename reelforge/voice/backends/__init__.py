@@ -1,7 +1,9 @@
 """Speech backends, chosen by name.
 
-Contract: :func:`create` builds a backend from its name and options; hosted backends check
-their API key here and raise :class:`~reelforge.errors.InputError` when it is missing.
+Contract: :func:`create` builds a backend from its name and options; hosted backends take
+their API key and base URL from the :class:`~reelforge.config.Services` given (none given:
+no keys), checking the key here: a missing one is an :class:`~reelforge.errors.InputError`
+naming its variable.
 :func:`default_name` is ``piper`` when its voice is installed, else ``espeak``.
 """
 
@@ -9,38 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from reelforge.config import Services
 from reelforge.errors import InputError
 from reelforge.voice.backends.base import Backend
 
 
-def _espeak(**opts) -> Backend:
+def _espeak(services: Services, **opts) -> Backend:
     from reelforge.voice.backends.espeak import EspeakBackend
 
     return EspeakBackend(**opts)
 
 
-def _piper(**opts) -> Backend:
+def _piper(services: Services, **opts) -> Backend:
     from reelforge.voice.backends.piper import PiperBackend
 
     return PiperBackend(**opts)
 
 
-def _dia(**opts) -> Backend:
+def _dia(services: Services, **opts) -> Backend:
     from reelforge.voice.backends.dia import DiaBackend
 
     return DiaBackend(**opts)
 
 
-def _fal(**opts) -> Backend:
+def _fal(services: Services, **opts) -> Backend:
     from reelforge.voice.backends.fal import FalBackend
 
-    return FalBackend(**opts)
+    return FalBackend(services, **opts)
 
 
-def _segmind(**opts) -> Backend:
+def _segmind(services: Services, **opts) -> Backend:
     from reelforge.voice.backends.segmind import SegmindBackend
 
-    return SegmindBackend(**opts)
+    return SegmindBackend(services, **opts)
 
 
 REGISTRY: dict[str, Callable[..., Backend]] = {
@@ -59,8 +62,9 @@ def default_name() -> str:
     return "piper" if available() else "espeak"
 
 
-def create(name: str | None, **opts) -> Backend:
+def create(name: str | None, services: Services | None = None, **opts) -> Backend:
     name = name or default_name()
     if name not in REGISTRY:
         raise InputError(f"unknown voice backend {name!r}; choose from {', '.join(REGISTRY)}")
-    return REGISTRY[name](**{k: v for k, v in opts.items() if v is not None})
+    given = {k: v for k, v in opts.items() if v is not None}
+    return REGISTRY[name](services or Services(), **given)

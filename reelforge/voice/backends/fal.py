@@ -3,13 +3,15 @@
 ``fal-ai/dia-tts`` speaks a chunk; ``fal-ai/dia-tts/voice-clone`` speaks it in the voice of a
 reference clip (``ref_audio_url`` + ``ref_text``). Protocol: POST the input to
 ``{queue}/{endpoint}``, poll the ``status_url`` the answer names until ``COMPLETED``, GET the
-``response_url``, download ``audio.url``. The key comes from ``FAL_KEY``.
+``response_url``, download ``audio.url``. The key and URLs come from the given
+:class:`~reelforge.config.Services` (``FAL_KEY``, ``FAL_QUEUE_URL``, ``FAL_REST_URL``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from reelforge.config import Services
 from reelforge.errors import BackendError
 from reelforge.http.fal import FalQueue
 from reelforge.voice.backends.base import BackendDefaults, Chunk, Synthesis
@@ -24,8 +26,9 @@ class FalBackend(BackendDefaults):
     concurrency = 4  # requests in flight at once
     uses_prompts = True
 
-    def __init__(self, base_url: str | None = None, poll_interval: float = 1.0, **_) -> None:
-        self.queue = FalQueue(base_url, poll_interval=poll_interval)
+    def __init__(self, services: Services, base_url: str | None = None,
+                 poll_interval: float = 1.0, **_) -> None:  # fmt: skip
+        self.queue = FalQueue(services, base_url, poll_interval=poll_interval)
         self.client = self.queue.client
         self.params: dict = {}
 

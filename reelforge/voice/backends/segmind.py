@@ -2,15 +2,16 @@
 
 POST ``{api}/dia`` with the ``x-api-key`` header and a JSON body (``text`` plus sampling
 parameters and a fixed ``seed`` per speaker for a steady voice). The answer is either audio
-bytes or JSON carrying base64 audio or an audio URL; the Content-Type says which. The key
-comes from ``SEGMIND_API_KEY``; remaining credits are reported when the API sends them.
+bytes or JSON carrying base64 audio or an audio URL; the Content-Type says which. The key is
+the given :class:`~reelforge.config.Services`' ``SEGMIND_API_KEY``; its ``SEGMIND_API_URL``
+(or ``base_url``) points elsewhere; remaining credits are reported when the API sends them.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 
+from reelforge.config import Services
 from reelforge.errors import BackendError
 from reelforge.http.client import ApiClient
 from reelforge.voice.backends.base import BackendDefaults, Chunk, Synthesis
@@ -24,9 +25,10 @@ class SegmindBackend(BackendDefaults):
     concurrency = 4  # requests in flight at once
     uses_prompts = False
 
-    def __init__(self, base_url: str | None = None, **_) -> None:
-        self.client = ApiClient("Segmind", key_env="SEGMIND_API_KEY", auth_header="x-api-key")
-        self.base = (base_url or os.environ.get("SEGMIND_API_URL") or API_URL).rstrip("/")
+    def __init__(self, services: Services, base_url: str | None = None, **_) -> None:
+        self.client = ApiClient("Segmind", services, key_env="SEGMIND_API_KEY",
+                                auth_header="x-api-key")  # fmt: skip
+        self.base = (base_url or services.url("SEGMIND_API_URL", API_URL)).rstrip("/")
         self.params = {"cfg_scale": 3.0, "temperature": 1.3, "top_p": 0.95, "speed_factor": 0.94}
 
     @property
