@@ -19,11 +19,10 @@ $(PLAYER): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(PLAYER)
 
-# Publish a sample clip made from ffmpeg's test sources, then serve it and print the URL.
+# The service with a sample clip (ffmpeg's test sources) published and a sample story made
+# (the offline voice over a portrait matplotlib ships); prints the URL and a token.
 demo: setup
-	$(VENV)/bin/reelforge sample sample/clip.mp4 --duration 12
-	$(VENV)/bin/reelforge publish sample/clip.mp4 -o sample/published --force
-	$(VENV)/bin/reelforge serve sample/published --port $${PORT:-8000}
+	$(PY) -m reelforge.web.demo --data sample/web --port $${PORT:-8000}
 
 test: setup
 	$(PY) -m pytest -q
