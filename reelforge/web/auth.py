@@ -80,8 +80,7 @@ class Auth:
                 ("application/x-www-form-urlencoded", "multipart/form-data")
             ):
                 sent = (await request.form()).get("csrf")
-            if not isinstance(sent, str) or not hmac.compare_digest(sent,
-                                                                     self.csrf_token(cookie)):
+            if not isinstance(sent, str) or not hmac.compare_digest(sent, self.csrf_token(cookie)):
                 raise HTTPException(403, "missing or wrong CSRF token")
         return principal
 

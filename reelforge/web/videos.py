@@ -57,8 +57,10 @@ class PublishRequest(BaseModel):
                 "--audio-bitrate", str(self.audio_bitrate)]  # fmt: skip
         if self.start_segments is not None:
             starts = self.start_segments
-            args += ["--start-segments",
-                     starts if isinstance(starts, str) else ",".join(f"{s:g}" for s in starts)]
+            args += [
+                "--start-segments",
+                starts if isinstance(starts, str) else ",".join(f"{s:g}" for s in starts),
+            ]
         if self.per_title:
             args += ["--ladder", "per-title", "--target-vmaf", f"{self.target_vmaf:g}"]
         args += ["--quality" if self.quality else "--no-quality",
@@ -169,8 +171,11 @@ class VideoStore:
     def list(self, owner: str | None, *, limit: int = 50, before: str | None = None,
              status: str | None = None) -> list[Video]:  # fmt: skip
         """Newest first; ``owner`` None: everyone's; ``before``: ids created before it."""
-        query = sa.select(videos_table).order_by(videos_table.c.created_at.desc(),
-                                                 videos_table.c.id.desc()).limit(limit)
+        query = (
+            sa.select(videos_table)
+            .order_by(videos_table.c.created_at.desc(), videos_table.c.id.desc())
+            .limit(limit)
+        )
         if owner is not None:
             query = query.where(videos_table.c.owner == owner)
         if status is not None:
