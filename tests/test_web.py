@@ -27,8 +27,8 @@ WEBHOOK_SECRET = "test-webhook-secret"
 class Web:
     """``reelforge web --data DIR`` on a free port; ``token(scope)`` makes API tokens."""
 
-    def __init__(self, data: Path, env: dict | None = None) -> None:
-        self.data = data
+    def __init__(self, data: Path, env: dict | None = None, server: str = "granian") -> None:
+        self.data, self.server = data, server
         self.env = {**os.environ, "REELFORGE_WEBHOOK_SECRET": WEBHOOK_SECRET, **(env or {})}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -36,7 +36,8 @@ class Web:
 
     def start(self) -> Web:
         self.proc = subprocess.Popen(
-            [*CLI, "web", "--data", str(self.data), "--port", str(self.port)],
+            [*CLI, "web", "--data", str(self.data), "--port", str(self.port),
+             "--server", self.server],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=self.env,
             start_new_session=True,
         )  # fmt: skip
