@@ -22,6 +22,7 @@ from reelforge.media import ffmpeg
 from reelforge.web.webhooks import HEADER, verify
 
 WEBHOOK_SECRET = "test-webhook-secret"
+QUICK = {"preset": "fast", "quality": False, "thumbnails": False, "fallback": False}  # no extras
 
 
 class Web:
@@ -193,19 +194,7 @@ def test_tokens_and_scopes(web):
         r = c.post("/api/videos", json={"upload": url})
         assert r.status_code == 422 and "upload" in r.json()["error"]["message"]
     with web.client(owner) as c:
-        r = c.post(
-            "/api/videos",
-            json={
-                "upload": url,
-                "publish": {
-                    "codecs": ["h264"],
-                    "preset": "fast",
-                    "quality": False,
-                    "fallback": False,
-                    "thumbnails": False,
-                },
-            },
-        )
+        r = c.post("/api/videos", json={"upload": url, "publish": {"codecs": ["h264"], **QUICK}})
         assert r.status_code == 201, r.text
         video_id = r.json()["id"]
         r = c.post("/api/videos", json={"upload": url, "publish": {"subtitles": "/etc/passwd"}})
@@ -359,18 +348,7 @@ def test_webhooks_are_signed_and_retried(web):
     url = tus_upload(web, token, media("video/bbb_720p_2s_h264.mp4"))
     try:
         with web.client(token) as c:
-            r = c.post(
-                "/api/videos",
-                json={
-                    "upload": url,
-                    "publish": {
-                        "preset": "fast",
-                        "quality": False,
-                        "thumbnails": False,
-                        "fallback": False,
-                    },
-                },
-            )
+            r = c.post("/api/videos", json={"upload": url, "publish": QUICK})
             video_id = r.json()["id"]
         deadline = time.monotonic() + 120
         while Receiver.answers.count(200) < 1 and time.monotonic() < deadline:
