@@ -19,31 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import CLI, media, run_ffmpeg
 from fakes import FakeSegmind
+from processes import descendants as _descendants
 
 DEADLINE = 1.5
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """Every live process below ``pid``, with its command line."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = {}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, ppid in parents.items():
-            if ppid == parent and child not in found:
-                try:
-                    cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                found[child] = cmd.replace(b"\0", b" ").decode(errors="replace")
-                frontier.append(child)
-    return found
 
 
 def _gone(pid: int) -> bool:
