@@ -12,7 +12,7 @@ setup: $(STAMP) $(PLAYER)
 $(STAMP): pyproject.toml requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-ci.txt -e '.[test,piper,mos,dia,wav2lip]'
+	$(PY) -m pip install --quiet -r requirements-ci.txt -e '.[test,piper,mos,dia,wav2lip,workers,postgres]'
 	touch $(STAMP)
 
 $(PLAYER): package.json package-lock.json
