@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.delivery.signing import make_token
 from reelforge.errors import InputError
-from reelforge.pipeline.jobs import RETRYABLE, JobStore
+from reelforge.pipeline.jobs import ACTIVE, RETRYABLE, JobStore
 from reelforge.web import stories
 from reelforge.web.tokens import Principal
 from reelforge.web.videos import (
@@ -133,6 +133,30 @@ class Service:
             if video.status == ERRORED:
                 data["error"] = {"code": video.error_code, "message": video.error_message}
             self.webhooks.enqueue(url, video.id, event, data)
+
+    # --- changing -----------------------------------------------------------------------
+
+    def retry(self, video: Video) -> Video:
+        """``video``'s job queued again from its failed step; 409 unless the video is
+        errored, its job retryable and its input kept. A job whose process died without
+        recording it (still marked running) is recovered to ``interrupted`` first."""
+        job = self.jobs.get(video.job_id) if video.job_id else None
+        if job is not None and video.status == ERRORED and job.status in ACTIVE:
+            self.jobs.recover()
+            job = self.jobs.get(job.id)
+        if video.status != ERRORED or job is None or job.status not in RETRYABLE:
+            raise HTTPException(409, f"video {video.id} is {video.status}; only an errored "
+                                "one can be retried")  # fmt: skip
+        if not self.videos.source_dir(video.id).is_dir():
+            raise HTTPException(409, f"video {video.id}'s input was refused; upload it again")
+        self.videos.update(video.id, status=WAITING, error_code=None, error_message=None)
+        self.pool.submit(video.id)
+        return self.videos.get(video.id)
+
+    def delete(self, video: Video) -> None:
+        """Stop ``video``'s job and remove it with its files."""
+        self.pool.cancel(video)
+        self.videos.delete(video)
 
     # --- creating -----------------------------------------------------------------------
 
@@ -259,24 +283,13 @@ def api_router(service: Service) -> APIRouter:
 
     @router.delete("/videos/{video_id}", status_code=204)
     def delete_video(video_id: str, principal: Principal = upload) -> Response:
-        video = service.owned(principal, video_id)
-        service.pool.cancel(video)
-        service.videos.delete(video)
+        service.delete(service.owned(principal, video_id))
         return Response(status_code=204)
 
     @router.post("/videos/{video_id}/retry")
     def retry_video(request: Request, video_id: str,
                     principal: Principal = upload) -> dict:  # fmt: skip
-        video = service.owned(principal, video_id)
-        job = service.jobs.get(video.job_id) if video.job_id else None
-        if video.status != ERRORED or job is None or job.status not in RETRYABLE:
-            raise HTTPException(409, f"video {video.id} is {video.status}; only an errored "
-                                "one can be retried")  # fmt: skip
-        if not service.videos.source_dir(video.id).is_dir():
-            raise HTTPException(409, f"video {video.id}'s input was refused; upload it again")
-        service.videos.update(video.id, status=WAITING, error_code=None, error_message=None)
-        service.pool.submit(video.id)
-        return service.view(request, service.videos.get(video.id))
+        return service.view(request, service.retry(service.owned(principal, video_id)))
 
     @router.get("/videos/{video_id}/report")
     async def video_report(video_id: str, principal: Principal = read) -> dict:

@@ -32,6 +32,7 @@ from reelforge.web import settings as web_settings
 from reelforge.web.api import Service, api_router, error_body
 from reelforge.web.auth import Auth
 from reelforge.web.db import open_database
+from reelforge.web.pages import pages_router
 from reelforge.web.pool import JobPool
 from reelforge.web.tokens import TokenStore
 from reelforge.web.uploads import UploadStore
@@ -112,10 +113,7 @@ def create_app(settings: web_settings.WebSettings, environ: Mapping[str, str],
 
     app.include_router(tus_router(uploads, upload_owner))
     app.include_router(api_router(service))
-    with contextlib.suppress(ImportError):
-        from reelforge.web.pages import pages_router
-
-        app.include_router(pages_router(service))
+    app.include_router(pages_router(service))
     app.mount("/", create_origin(settings.library, cfg))
     return app
 
