@@ -401,6 +401,40 @@ def test_what_clients_send_to_pages_gets_4xx_never_5xx(server, errored):
         assert c.get("/static/vendor/tus.min.js").status_code == 200
 
 
+def test_without_scripts_the_forms_still_upload_make_and_delete(server):
+    token = server.token("upload", "plain")
+    face = media("faces/astronaut_eileen_collins.png").read_bytes()
+    with session(server, token) as c:
+        csrf = csrf_of(c.get("/upload").text)
+        with media(CLIP).open("rb") as f:
+            r = c.post("/upload", data={"csrf": csrf, "title": "Plain", "preset": "fast"},
+                       files={"file": ("clip.mp4", f, "video/mp4")})  # fmt: skip
+        assert r.status_code == 303 and r.headers["location"].startswith("/videos/v")
+        video_id = r.headers["location"].rsplit("/", 1)[1]
+        video = c.get(f"/api/videos/{video_id}").json()
+        assert video["title"] == "Plain" and video["private"] is False  # box left unticked
+        # a picked folder posts its files under the folder's name, hidden files with them
+        line = b"[S1] The light is on.\n"
+        folder = [("story.yaml", STORY.encode()), ("faces/keeper.png", face),
+                  ("scenes/01.txt", line), (".DS_Store", b"\0\1")]  # fmt: skip
+        r = c.post("/upload/story", data={"csrf": csrf, "private": "on"},
+                   files=[("files", (f"my-story/{n}", b, "application/octet-stream"))
+                          for n, b in folder])  # fmt: skip
+        assert r.status_code == 303, r.text
+        story_id = r.headers["location"].rsplit("/", 1)[1]
+        story = c.get(f"/api/videos/{story_id}").json()
+        assert story["kind"] == "story" and story["title"] == "Folder Story"
+        assert sorted(p.name for p in (server.data / "sources" / story_id).rglob("*")
+                      if p.is_file()) == ["01.txt", "keeper.png", "story.yaml"]  # fmt: skip
+        for vid in (video_id, story_id):  # the form asks first, then deletes
+            r = c.post(f"/videos/{vid}/delete", data={"csrf": csrf})
+            assert r.status_code == 200 and "Delete it" in r.text
+            r = c.post(f"/videos/{vid}/delete", data={"csrf": csrf, "confirmed": "yes"})
+            assert r.status_code == 303 and r.headers["location"] == "/"
+            assert c.get(f"/api/videos/{vid}").status_code == 404
+            assert not (server.data / "sources" / vid).exists()
+
+
 # --- in the browser -------------------------------------------------------------------------
 
 
@@ -515,9 +549,18 @@ def test_a_crashed_job_shows_on_the_jobs_page_and_retry_finishes_it(
     assert page.locator(f"li.failure[data-video={video_id}]").count() == 0
     page.goto(f"{server.base}/videos/{video_id}")
     page.wait_for_selector("#video", timeout=60_000)  # ready: the retry finished the job
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#delete-form button")  # asks first: dismissed, nothing happens
+    assert page.url == f"{server.base}/videos/{video_id}"
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click("#delete-form button")
+    assert page.url == f"{server.base}/"
     jobs = json.loads(run_cli("jobs", "list", "--json", env=env).stdout)
     job = next(j for j in jobs if j["subject"] == video_id)
     assert job["attempts"] >= 2
+    with server.client(token) as c:
+        assert c.get(f"/api/videos/{video_id}").status_code == 404
 
 
 def test_a_story_folder_becomes_a_stream_with_voice_and_sync_readings(server, context, tmp_path):

@@ -17,9 +17,7 @@ text is escaped (Jinja2 autoescape); nothing a client sends gets a 5xx.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import mimetypes
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -34,18 +32,16 @@ from starlette.datastructures import FormData, UploadFile
 from reelforge import config
 from reelforge.errors import ReelforgeError
 from reelforge.pipeline.cache import StepCache
-from reelforge.web import charts
 from reelforge.web.api import Service, VideoRequest
+from reelforge.web.assets import HLS_SCRIPT, Assets
 from reelforge.web.auth import COOKIE, SESSION_SECONDS
+from reelforge.web.reports import make_readings, publish_charts
 from reelforge.web.tokens import Principal
 from reelforge.web.uploads import encode_metadata, parse_metadata
 from reelforge.web.videos import ERRORED, OPEN, READY, PublishRequest, Video
 
-HERE = Path(__file__).parent
+TEMPLATES = Path(__file__).parent / "templates"
 PAGE_SIZE = 24
-YEAR = "public, max-age=31536000, immutable"
-VENDOR = {"vendor/tus.min.js": "tus-js-client/dist/tus.min.js"}
-HLS_SCRIPT = "hls.js/dist/hls.min.js"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; "
        "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
@@ -78,167 +74,6 @@ class Refused(Exception):  # noqa: N818 (an answer, not a failure)
         self.response = response
 
 
-class Assets:
-    """The style sheet, the page scripts and the vendored tus client, by URL name, each
-    with a version (a digest of its bytes) for its URL."""
-
-    def __init__(self, player_assets: Path | None) -> None:
-        self.files: dict[str, tuple[bytes, str, str]] = {}
-        for path in sorted((HERE / "static").iterdir()):
-            if path.suffix in (".css", ".js", ".svg"):
-                self._add(path.name, path.read_bytes())
-        for name, rel in VENDOR.items():
-            if player_assets is not None and (player_assets / rel).is_file():
-                self._add(name, (player_assets / rel).read_bytes())
-        self.hls = player_assets is not None and (player_assets / HLS_SCRIPT).is_file()
-
-    def _add(self, name: str, data: bytes) -> None:
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if kind.startswith("text/") or kind.endswith("javascript"):
-            kind += "; charset=utf-8"
-        self.files[name] = (data, kind, hashlib.sha256(data).hexdigest()[:12])
-
-    def url(self, name: str) -> str:
-        """The versioned URL of ``name`` (an empty string if it is not installed)."""
-        found = self.files.get(name)
-        return f"/static/{name}?v={found[2]}" if found else ""
-
-    def response(self, request: Request, name: str) -> Response:
-        found = self.files.get(name)
-        if found is None:
-            raise HTTPException(404, "not found")
-        data, kind, version = found
-        etag = f'"{version}"'
-        cache = YEAR if request.query_params.get("v") == version else "public, max-age=300"
-        headers = {"Cache-Control": cache, "ETag": etag, "X-Content-Type-Options": "nosniff"}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(data, media_type=kind, headers=headers)
-
-
-# --- reading a stream's report -------------------------------------------------------------
-
-
-def _json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def segment_rates(folder: Path, playlist: str) -> list[tuple[float, float, float]]:
-    """``(start s, end s, kbit/s)`` of each segment of a media playlist under ``folder``
-    (sizes from ``EXT-X-BYTERANGE`` or the segment files)."""
-    root = folder.resolve()
-    path = (root / playlist).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return []
-    out: list[tuple[float, float, float]] = []
-    at, duration, length = 0.0, None, None
-    try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line.startswith("#EXTINF:"):
-                duration = float(line[8:].split(",")[0])
-            elif line.startswith("#EXT-X-BYTERANGE:"):
-                length = int(line[17:].split("@")[0])
-            elif line and not line.startswith("#") and duration:
-                segment = (path.parent / line).resolve()
-                if length is None and segment.is_relative_to(root):
-                    length = segment.stat().st_size
-                if length is not None:
-                    out.append((at, at + duration, length * 8 / duration / 1000))
-                at, duration, length = at + duration, None, None
-    except (OSError, ValueError):
-        pass
-    return out
-
-
-def _codec(rendition: dict) -> str:
-    return str(rendition.get("name", "")).split("-")[0] or str(rendition.get("codec", ""))
-
-
-def publish_charts(folder: Path, report: dict) -> dict[str, Any]:
-    """The report page's charts and tables for a published stream."""
-    renditions = [r for r in report.get("renditions", []) if isinstance(r, dict)]
-    video = [r for r in renditions if r.get("kind") == "video"]
-    codecs = list(dict.fromkeys(_codec(r) for r in video))
-    by_codec: dict[str, charts.Series] = {}
-    for point in report.get("rate_quality") or []:
-        if not isinstance(point, dict) or point.get("vmaf") is None:
-            continue
-        series = by_codec.setdefault(str(point.get("codec")), charts.Series(
-            str(point.get("codec")), []))  # fmt: skip
-        series.points.append((float(point["kbps"]), float(point["vmaf"])))
-        series.notes.append(str(point.get("name", "")))
-    for series in by_codec.values():
-        order = sorted(range(len(series.points)), key=lambda i: series.points[i][0])
-        series.points = [series.points[i] for i in order]
-        series.notes = [series.notes[i] for i in order]
-    rate_quality = charts.line_chart(
-        "Rate-quality: VMAF against bit rate, per codec", "kbit/s", "VMAF",
-        list(by_codec.values()), x_log=True, y_range=(0, 100), kind="rate-quality",
-    ) if by_codec else None  # fmt: skip
-    over_time = []
-    for r in video:
-        rates = segment_rates(folder, str(r.get("playlist", "")))
-        points = [p for start, end, kbps in rates for p in ((start, kbps), (end, kbps))]
-        if points:
-            over_time.append(charts.Series(str(r.get("name")), points))
-    bitrate = charts.line_chart(
-        "Bit rate over time, per rung (each segment's size over its duration)", "seconds",
-        "kbit/s", over_time, y_log=True, steps=True, kind="bitrate",
-    ) if over_time else None  # fmt: skip
-    bars = [(str(r.get("name")), float(r["vmaf"]["mean"]), codecs.index(_codec(r)))
-            for r in video if isinstance(r.get("vmaf"), dict)
-            and r["vmaf"].get("mean") is not None]  # fmt: skip
-    vmaf = charts.bar_chart("VMAF per rung (mean over every frame)", "VMAF", bars,
-                            kind="vmaf") if bars else None  # fmt: skip
-    totals = report.get("totals") if isinstance(report.get("totals"), dict) else {}
-    facts = [f"Stream {report['state']}" if report.get("state") else None,
-             f"{totals['media_duration']:.1f} s of media" if totals.get("media_duration")
-             else None,
-             f"{totals['size_bytes'] / 1e6:.1f} MB in all" if totals.get("size_bytes") else None,
-             f"published in {totals['wall_seconds']:.1f} s" if totals.get("wall_seconds")
-             else None]  # fmt: skip
-    extras = report.get("extras") or {}
-    quality = extras.get("quality") if isinstance(extras, dict) else None
-    return {"rate_quality": rate_quality, "bitrate": bitrate, "vmaf": vmaf,
-            "quality_state": (quality or {}).get("state") if isinstance(quality, dict) else None,
-            "video": video, "audio": [r for r in renditions if r.get("kind") == "audio"],
-            "subtitles": [s for s in report.get("subtitles") or [] if isinstance(s, dict)],
-            "summary": " · ".join(f for f in facts if f) + ".",
-            "state": report.get("state")}  # fmt: skip
-
-
-def make_readings(folder: Path, cache: StepCache) -> dict[str, Any] | None:
-    """A story's voice and sync readings: ``make.json``'s steps with each one's report
-    from the step cache (the voice's loudness per turn, the sync meter's per shot)."""
-    made = _json(folder / "make.json")
-    if not made:
-        return None
-    voices, syncs, steps = [], [], []
-    for step in made.get("steps") or []:
-        if not isinstance(step, dict):
-            continue
-        steps.append(step)
-        try:
-            found = cache.lookup(str(step.get("key", "")))
-        except ValueError:
-            found = None
-        report = found.report if found is not None else {}
-        if step.get("step") == "voice-turn":
-            voices.append({"n": len(voices) + 1, **report})
-        elif step.get("step") == "talk-shot":
-            sync = report.get("sync") if isinstance(report.get("sync"), dict) else {}
-            syncs.append({"n": len(syncs) + 1, "frames": report.get("frames"),
-                          "fps": report.get("fps"), **sync})  # fmt: skip
-    return {"title": made.get("title"), "languages": made.get("languages") or [],
-            "duration": made.get("duration"), "seconds": made.get("seconds"),
-            "steps": steps, "voices": voices, "syncs": syncs}  # fmt: skip
-
-
 # --- the router ------------------------------------------------------------------------------
 
 
@@ -247,7 +82,7 @@ def pages_router(service: Service) -> APIRouter:
     cfg = config.load(service.pool.environ)
     assets = Assets(cfg.player_assets)
     cache = StepCache(cfg.step_cache_dir)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=True, undefined=jinja2.ChainableUndefined,
                              trim_blocks=True, lstrip_blocks=True)  # fmt: skip
     env.globals.update(static=assets.url, step_name=lambda n: STEP_NAMES.get(n, n),
@@ -495,7 +330,7 @@ def pages_router(service: Service) -> APIRouter:
                                    else None}  # fmt: skip
         master = service.videos.master(video) if video.status == READY else None
         if master is not None and view["playback"]:
-            report = _json(master.parent / "report.json")
+            report = _read_json(master.parent / "report.json")
             media = view["playback"]["hls"].rsplit("/", 1)[0]
             fallback = (report.get("files") or {}).get("fallback")
             renditions = [r for r in report.get("renditions", []) if isinstance(r, dict)]
@@ -536,7 +371,7 @@ def pages_router(service: Service) -> APIRouter:
                           video=service.view(request, video))  # fmt: skip
 
         def build() -> dict:
-            report = _json(master.parent / "report.json")
+            report = _read_json(master.parent / "report.json")
             return {
                 "publish": publish_charts(master.parent, report),
                 "make": make_readings(service.videos.stream_dir(video), cache),
@@ -597,6 +432,14 @@ def pages_router(service: Service) -> APIRouter:
         return assets.response(request, name)
 
     return router
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:

@@ -53,6 +53,16 @@
     events.addEventListener("deleted", () => { events.close(); window.location.assign("/"); });
   }
 
+  // a stream plays before its extras (posters, VMAF) are in: follow its steps to the end
+  if (state && state.dataset.status === "ready") {
+    const poll = () => {
+      if (!document.querySelector("#steps li[data-status=running]")) return;
+      refreshSteps();
+      window.setTimeout(poll, 2000);
+    };
+    window.setTimeout(poll, 2000);
+  }
+
   // --- the player -------------------------------------------------------------------------
   const video = document.getElementById("video");
   if (!video || !video.dataset.hls) return;
