@@ -426,6 +426,11 @@ def test_without_scripts_the_forms_still_upload_make_and_delete(server):
         assert story["kind"] == "story" and story["title"] == "Folder Story"
         assert sorted(p.name for p in (server.data / "sources" / story_id).rglob("*")
                       if p.is_file()) == ["01.txt", "keeper.png", "story.yaml"]  # fmt: skip
+        first = c.get("/?limit=1").text  # newest first, one a page
+        assert story_id in first and video_id not in first
+        older = re.search(r'href="(/\?before=\w+&amp;limit=1)" rel="next"', first).group(1)
+        second = c.get(older.replace("&amp;", "&")).text
+        assert video_id in second and story_id not in second and 'rel="next"' not in second
         for vid in (video_id, story_id):  # the form asks first, then deletes
             r = c.post(f"/videos/{vid}/delete", data={"csrf": csrf})
             assert r.status_code == 200 and "Delete it" in r.text
@@ -599,6 +604,8 @@ def test_a_form_on_another_site_cannot_sign_out_or_delete(server, context, error
         </body>""")
     try:
         page = context.new_page()
+        page.goto(f"{server.base}/signin")
+        fits(page, "signin", tmp_path)
         sign_in(page, server.base, token)
         for form in ("out", "del"):
             page.goto(other.base + "/")
@@ -606,6 +613,7 @@ def test_a_form_on_another_site_cannot_sign_out_or_delete(server, context, error
                 page.evaluate(f"document.getElementById('{form}').submit()")
             assert page.url.startswith(server.base)
             assert "Refused" in page.text_content("h1"), page.content()[:500]
+            fits(page, "refused", tmp_path)
         page.goto(f"{server.base}/videos/{video_id}")  # still signed in, the video still there
         assert page.url == f"{server.base}/videos/{video_id}"
         assert page.text_content("h1") == XSS
@@ -642,12 +650,22 @@ def test_an_upload_left_behind_resumes_on_the_next_visit(server, context, tmp_pa
         page.goto(proxy.base + "/upload")
         page.select_option("#preset", "fast")
         page.uncheck("#quality")
-        page.set_input_files("#files", str(src))
+        other = media(CLIP)
+        page.set_input_files("#files", [str(src), str(other)])  # several at once
         page.click("#start")
-        page.wait_for_selector("#queue li[data-state=published]", timeout=60_000)
-        assert page.get_attribute("#queue li", "data-resumed") == "true"
-        assert len(created) == 1, created  # one upload, resumed: not made again
-        assert proxy.patches[0] == 0 and 0 < proxy.patches[-1] < src.stat().st_size
+        rows = page.locator("#queue li")
+        for n in range(2):
+            rows.nth(n).locator("a.video-link").wait_for(timeout=60_000)
+        assert page.eval_on_selector_all("#queue li", "l => l.map(e => e.dataset.state)") == [
+            "published", "published"]  # fmt: skip
+        assert rows.nth(0).get_attribute("data-resumed") == "true"
+        assert rows.nth(1).get_attribute("data-resumed") is None
+        assert len(created) == 2, created  # the first upload resumed, not made again
+        resumed = [o for o in proxy.patches[1:] if o > 0]
+        assert proxy.patches[0] == 0 and resumed and max(resumed) < src.stat().st_size
+        titles = {v["title"] for v in httpx.get(f"{server.base}/api/videos", headers={
+            "Authorization": f"Bearer {token}"}).json()["data"]}  # fmt: skip
+        assert titles == {src.stem, other.stem}
         fits(page, "upload-resumed", tmp_path)
     finally:
         proxy.close()

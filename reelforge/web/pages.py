@@ -116,7 +116,8 @@ def pages_router(service: Service) -> APIRouter:
         origin = request.headers.get("origin")
         if origin is None or (origin == "null" and request.method in ("GET", "HEAD")):
             return True
-        return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+        # the host alone: a TLS proxy in front may not say the scheme the browser used
+        return urllib.parse.urlsplit(origin).netloc == request.headers.get("host", "")
 
     async def caller(request: Request, scope: str = "read") -> Principal:
         """The signed-in caller with ``scope``; else a redirect to the sign-in page (or
@@ -227,13 +228,16 @@ def pages_router(service: Service) -> APIRouter:
     async def library(request: Request) -> Response:
         principal = await caller(request)
         before = request.query_params.get("before") or None
+        limit = request.query_params.get("limit", "")
+        size = max(1, min(int(limit), 100)) if limit.isdecimal() and len(limit) < 4 else PAGE_SIZE
         owner = None if principal.admin else principal.token_id
-        found = await run_in_threadpool(service.videos.list, owner, limit=PAGE_SIZE + 1,
+        found = await run_in_threadpool(service.videos.list, owner, limit=size + 1,
                                         before=before)  # fmt: skip
-        shown, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
+        shown, more = found[:size], len(found) > size
+        query = "" if size == PAGE_SIZE else f"&limit={size}"
         views = [service.view(request, v) for v in shown]
         return render(request, "library.html", videos=views,
-                      next_page=f"/?before={shown[-1].id}" if more else None,
+                      next_page=f"/?before={shown[-1].id}{query}" if more else None,
                       first_page=before is not None)  # fmt: skip
 
     # --- uploading -------------------------------------------------------------------------
@@ -273,12 +277,16 @@ def pages_router(service: Service) -> APIRouter:
             size = f.size if f.size is not None else 0
             upload = await run_in_threadpool(service.uploads.create, principal.token_id, size,
                                              meta)  # fmt: skip
-            await service.uploads.append(upload, 0, _chunks(f))
             title = text(data, "title").strip()[:300] or None
             body = VideoRequest(upload=upload.id, title=title if len(files) == 1 else None,
                                 publish=publish_options(data),
                                 private=text(data, "private") == "on")  # fmt: skip
-            made.append(await run_in_threadpool(service.create_video, principal, body))
+            try:
+                await service.uploads.append(upload, 0, _chunks(f))
+                made.append(await run_in_threadpool(service.create_video, principal, body))
+            except BaseException:
+                await run_in_threadpool(service.uploads.delete, upload)  # nothing left behind
+                raise
         target = f"/videos/{made[0].id}" if len(made) == 1 else "/"
         return RedirectResponse(target, status_code=303)
 
