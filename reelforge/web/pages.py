@@ -330,8 +330,14 @@ def pages_router(service: Service) -> APIRouter:
             for s in job.current_steps()
         ]
 
+    def retryable(view: dict) -> dict:
+        """``view`` with ``retryable``: errored with its input kept (else only a new
+        upload helps)."""
+        kept = service.videos.source_dir(view["id"]).is_dir()
+        return {**view, "retryable": view["status"] == ERRORED and kept}
+
     def video_context(request: Request, video: Video) -> dict:
-        view = service.view(request, video)
+        view = retryable(service.view(request, video))
         context: dict[str, Any] = {"video": view, "steps": job_steps(video),
                                    "open": video.status in OPEN, "tracks": None,
                                    "hls_script": "/player/" + HLS_SCRIPT if assets.hls
@@ -421,9 +427,10 @@ def pages_router(service: Service) -> APIRouter:
             jobs = [j for status in ("failed", "interrupted", "cancelled")
                     for j in service.jobs.list(status, 50)]  # fmt: skip
             jobs.sort(key=lambda j: j.updated_at, reverse=True)
-            videos = {j.subject: service.videos.find(j.subject) for j in jobs if j.subject}
+            found = {j.subject: service.videos.find(j.subject) for j in jobs if j.subject}
+            videos = {k: retryable(service.view(request, v)) for k, v in found.items() if v}
             return {
-                "errored": [service.view(request, v) for v in errored],
+                "errored": [retryable(service.view(request, v)) for v in errored],
                 "jobs": [{"job": j, "video": videos.get(j.subject)} for j in jobs],
             }
 

@@ -50,9 +50,9 @@
       body: JSON.stringify(body),
     }).then((response) => response.json().then((data) => {
       if (!response.ok) throw new Error(data.error ? data.error.message : "HTTP " + response.status);
-      setState(r, "published", "publishing:");
+      setState(r, "published", "uploaded; publishing");
       const link = el("a", { href: "/videos/" + encodeURIComponent(data.id), class: "video-link" },
-        "follow " + data.title);
+        "Open “" + data.title + "”");
       r.line.append(link);
     })).catch((err) => failed(r, err, () => createVideo(r, upload, title)));
   }
