@@ -26,6 +26,7 @@ from reelforge.cli_jobs import jobs_app, recorded, watch
 from reelforge.cli_make import make as make_command
 from reelforge.cli_options import JsonOpt
 from reelforge.cli_web import tokens_app, web
+from reelforge.cli_workers import WorkersOpt, list_workers, publish_on_workers, use_workers, worker
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
 from reelforge.media import ffmpeg  # light (the standard library): the signal handler uses it
@@ -169,6 +170,7 @@ def publish(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     as_json: JsonOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Publish a video as an adaptive CMAF stream (HLS + DASH) with poster and fallback."""
     from reelforge.video import ladder as ladder_mod
@@ -198,6 +200,9 @@ def publish(
     )
     tracks = {f"{kind}-{lang}": path for kind, given in (("subtitles", opts.subtitles),
               ("audio", opts.audio_tracks)) for lang, path in given}  # fmt: skip
+    if use_workers(workers):
+        _show_publish(*publish_on_workers(output, as_json=as_json), output, as_json)
+        return
     from reelforge.delivery.deliver import publish_to
 
     with (
@@ -205,7 +210,11 @@ def publish(
         recorded("publish", output, bars, inputs={"input": input, **tracks}) as bars,
     ):
         done = publish_to(input, output, opts, versioned=versioned, progress=bars)
-    report = done.report
+    _show_publish(done.report, done.version, output, as_json)
+
+
+def _show_publish(report, version: str | None, output: str, as_json: bool) -> None:
+    """What publish prints: warnings for extras not made, then the report (or a summary)."""
     for name, extra in report.extras.items():
         if extra.state in ("failed", "interrupted"):
             why = escape(extra.reason or extra.state)
@@ -213,13 +222,13 @@ def publish(
                               "plays without it", highlight=False, soft_wrap=True)  # fmt: skip
     if as_json:
         data = json.loads(report.model_dump_json())
-        if done.version is not None:
-            data["version"] = done.version
+        if version is not None:
+            data["version"] = version
         print(json.dumps(data, indent=2))
         return
     _print_publish_summary(report)
-    if done.version is not None:
-        out_console.print(f"{output} now points at version {done.version}")
+    if version is not None:
+        out_console.print(f"{output} now points at version {version}")
 
 
 def _print_publish_summary(report) -> None:
@@ -660,6 +669,8 @@ app.add_typer(cdn_app, name="cdn")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(tokens_app, name="tokens")
 app.command()(web)
+app.command()(worker)
+app.command("workers")(list_workers)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(watch)
 
 

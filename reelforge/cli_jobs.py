@@ -55,14 +55,16 @@ def open_state() -> State:
 
 
 GLOBAL_OPTIONS = ("--debug",)  # the app's own options, before the command's name
+PLACE_OPTIONS = ("--json", "--workers", "--local")  # how and where it runs, not what it does
 _invocation: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "invocation", default=None
 )
 
 
 def command_argv(kind: str) -> list[str]:
-    """The running ``kind`` command's arguments as given (``--json`` left out): from the
-    process's command line, or from :func:`run_command` when it runs one in-process."""
+    """The running ``kind`` command's arguments as given (:data:`PLACE_OPTIONS` left out):
+    from the process's command line, or from :func:`run_command` when it runs one
+    in-process."""
     given = _invocation.get()
     if given is None:
         given = sys.argv[1:]
@@ -70,7 +72,13 @@ def command_argv(kind: str) -> list[str]:
             given = given[1:]
         if given and given[0] == kind:
             given = given[1:]
-    return [t for t in given if t != "--json"]
+    return [t for t in given if t not in PLACE_OPTIONS]
+
+
+def running_nested() -> bool:
+    """Whether the running command was started in-process by another one (``jobs run``,
+    ``jobs retry``, ``watch``): such a run is the job itself and never goes to workers."""
+    return _invocation.get() is not None
 
 
 def _key_options(argv: list[str], inputs: dict[str, Path]) -> list[str]:
@@ -362,9 +370,12 @@ def cancel_job(
 ) -> None:
     """Cancel a job: a running one stops within a second and is marked cancelled; a
     queued, failed or interrupted one is cancelled at once (and never resumed)."""
+    from reelforge.cli_workers import revoke_task
+
     store = open_state().store
     store.recover()
     job = store.cancel(job_id)
+    revoke_task(job)  # a job sent to the workers: its task is dropped if not yet started
     if as_json:
         print(json.dumps(_job_json(job), indent=2))
         return

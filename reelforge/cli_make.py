@@ -4,7 +4,8 @@ Contract: a thin shell over :func:`reelforge.pipeline.graph.make` (given the set
 command loaded: hosted APIs' keys, the voice cache), recorded as a job
 (``reelforge jobs retry`` runs it again, its finished steps from the cache); one progress
 bar for the job (or, with ``--json``, progress as JSON lines and the report as the last
-line), then a table of the steps.
+line), then a table of the steps. With a broker set (``REELFORGE_BROKER``) it runs on the
+workers unless ``--local`` is given, with the same output and exit code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 from rich.table import Table
 
 from reelforge.cli_options import JsonOpt
+from reelforge.cli_workers import WorkersOpt, make_on_workers, use_workers
 from reelforge.console import out_console
 
 
@@ -26,17 +28,26 @@ def make(
         typer.Option("-o", "--output", help="Output folder (default: the story's output:)."),
     ] = None,
     as_json: JsonOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Make a story into a published stream: voices, talking shots, footage, subtitles."""
     from reelforge.cli import settings
     from reelforge.cli_jobs import progress_sink, recorded_command
     from reelforge.pipeline.graph import make as make_story
 
+    if use_workers(workers):
+        _show(make_on_workers(output or story, as_json=as_json, subject=story.name), as_json)
+        return
     with (
         recorded_command("make", output or story, subject=story.name) as (state, job_id),
         progress_sink(as_json) as sink,
     ):
         report = make_story(story, output, state.pipeline(job_id, sink=sink), config=settings())
+    _show(report, as_json)
+
+
+def _show(report, as_json: bool) -> None:
+    """What make prints: the report as a JSON line, or a table of its steps."""
     if as_json:
         print(report.model_dump_json(), flush=True)
         return

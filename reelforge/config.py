@@ -17,6 +17,18 @@ over the file. Pipeline state:
 - ``jobs_url`` (``REELFORGE_JOBS_URL``; default ``sqlite:///<state_dir>/jobs.sqlite``): any
   SQLAlchemy URL, e.g. ``postgresql+psycopg://host/reelforge`` for a shared store.
 
+Workers (:mod:`reelforge.workers`): ``broker`` (``REELFORGE_BROKER``, e.g.
+``redis://127.0.0.1:6379/0``; unset: every job runs in-process) is the Celery broker and
+result backend; with it set, jobs go to ``reelforge worker`` processes, which must share
+the job store (``jobs_url``) and the inputs and outputs (a shared folder at the same path,
+or s3://). ``worker_visibility_timeout`` (``REELFORGE_WORKER_VISIBILITY_TIMEOUT``, seconds,
+default 3600): how long a job taken by a worker that went away silently (SIGKILL, a lost
+machine) waits before Redis gives it to another worker; it must be longer than the
+longest job, or a long job is delivered twice (the second delivery then only watches the
+first). ``worker_max_retries`` (``REELFORGE_WORKER_MAX_RETRIES``, default 3): how many
+times a job that failed for a passing reason (a hosted API down, the disk, the job store)
+is tried again, with exponential backoff.
+
 Tools and caches: ``ffmpeg`` (``REELFORGE_FFMPEG``; default: the imageio-ffmpeg binary) and
 ``user_cache_dir`` (``REELFORGE_CACHE_DIR``; default: the user cache folder,
 ``~/.cache/reelforge`` on Linux), whose ``voice/`` folder holds the voice chunk cache
@@ -102,6 +114,9 @@ class Config:
     services: Services = field(default_factory=Services)  # hosted APIs: keys, URLs, backoff
     ffmpeg: Path | None = None  # the ffmpeg binary to run (REELFORGE_FFMPEG)
     voice_cache_dir: Path = field(default_factory=lambda: user_cache_dir() / "voice")
+    broker: str | None = field(default=None, repr=False)  # Celery over Redis (REELFORGE_BROKER)
+    worker_visibility_timeout: float = 3600.0  # REELFORGE_WORKER_VISIBILITY_TIMEOUT
+    worker_max_retries: int = 3  # REELFORGE_WORKER_MAX_RETRIES
 
     @property
     def step_cache_dir(self) -> Path:
@@ -148,6 +163,9 @@ _ENV = {
     "user_cache_dir": "REELFORGE_CACHE_DIR",
     "http_backoff": "REELFORGE_HTTP_BACKOFF",
     "sonic_version": "REELFORGE_SONIC_VERSION",
+    "broker": "REELFORGE_BROKER",
+    "worker_visibility_timeout": "REELFORGE_WORKER_VISIBILITY_TIMEOUT",
+    "worker_max_retries": "REELFORGE_WORKER_MAX_RETRIES",
     **{var.lower(): var for var in API_URLS},
 }
 
@@ -212,6 +230,15 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         backoff = float(raw.get("http_backoff") or "1.0")
     except ValueError:
         raise InputError("REELFORGE_HTTP_BACKOFF must be a number of seconds") from None
+    try:
+        visibility = float(raw.get("worker_visibility_timeout") or "3600")
+        retries = int(raw.get("worker_max_retries") or "3")
+    except ValueError:
+        raise InputError("REELFORGE_WORKER_VISIBILITY_TIMEOUT must be a number of seconds and "
+                         "REELFORGE_WORKER_MAX_RETRIES a whole number") from None  # fmt: skip
+    if visibility <= 0 or retries < 0:
+        raise InputError("REELFORGE_WORKER_VISIBILITY_TIMEOUT must be above 0 and "
+                         "REELFORGE_WORKER_MAX_RETRIES 0 or more")  # fmt: skip
     services = Services(
         keys={var: env[var] for var in API_KEYS if var in env},
         urls={var: raw[var.lower()] for var in API_URLS if raw.get(var.lower())},
@@ -236,4 +263,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         ffmpeg=Path(f).expanduser() if (f := raw.get("ffmpeg")) else None,
         voice_cache_dir=(Path(cache_root).expanduser() if cache_root else user_cache_dir())
         / "voice",
+        broker=raw.get("broker") or None,
+        worker_visibility_timeout=visibility,
+        worker_max_retries=retries,
     )

@@ -586,6 +586,15 @@ def test_a_story_folder_becomes_a_stream_with_voice_and_sync_readings(server, co
     token = server.token("upload", "writer")
     page = context.new_page()
     sign_in(page, server.base, token, "/upload")
+    page.evaluate("""() => {  // a file dropped on the drop zone joins the queue
+        const data = new DataTransfer();
+        data.items.add(new File(["x"], "dropped.mp4", {type: "video/mp4"}));
+        const zone = document.getElementById('drop');
+        for (const type of ['dragenter', 'dragover', 'drop'])
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true,
+                                                    cancelable: true}));
+    }""")
+    assert page.text_content("#drop label") == "1 chosen: dropped.mp4"
     page.set_input_files("#folder", str(folder))
     page.click("#story-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/videos/v[0-9a-f]+$"), timeout=30_000)

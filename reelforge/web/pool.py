@@ -9,28 +9,32 @@ crashing job never takes the service down and cancelling kills exactly its proce
 On start, videos left ``waiting`` or ``processing`` by a previous run are queued again and
 resume from their last finished step. ``on_change(video, event)`` is called (from a pool
 thread) on ``ready`` and ``errored``.
+
+With a broker in the settings (``REELFORGE_BROKER``) the one thing that changes is how a
+job starts (:meth:`JobPool._start`): it is sent to the Celery workers
+(:mod:`reelforge.workers.dispatch`) instead of run here, and followed the same way; the
+pool then follows up to :data:`CELERY_FOLLOWERS` jobs at once (how many run at once is the
+workers' business), and stopping the service leaves them running on their workers.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from reelforge.pipeline.jobs import QUEUED, RETRYABLE, RUNNING, Job, JobStore
+from reelforge import config
+from reelforge.pipeline.jobs import QUEUED, RUNNING, Job, JobStore
 from reelforge.web.settings import WebSettings
 from reelforge.web.videos import ERRORED, PROCESSING, READY, Video, VideoStore
+from reelforge.workers.local import STOP_GRACE_S, JobProcess, job_command, last_error_line
 
 POLL_S = 0.25
-STOP_GRACE_S = 5.0
+CELERY_FOLLOWERS = 16
 # publish's stages, as spans of the way to playable (extras come after it)
 STAGE_SPANS = {
     "per-title analysis": (0.0, 0.1),
@@ -61,6 +65,18 @@ def make_progress(job: Job, planned: int | None) -> float:
     return min(0.99, (done + running) / total)
 
 
+class Run(Protocol):
+    """A started job as the pool follows it: a local process or a task on the workers."""
+
+    returncode: int | None
+
+    def poll(self) -> int | None: ...  # None while it runs
+    def interrupt(self) -> None: ...  # the service stops (locally: SIGTERM, it resumes later)
+    def stop(self) -> None: ...  # stop it for good and wait
+    def tail(self) -> list[str]: ...  # the last lines of its stderr
+    def close(self) -> None: ...
+
+
 class JobPool:
     def __init__(self, settings: WebSettings, videos: VideoStore, jobs: JobStore, *,
                  environ: Mapping[str, str],
@@ -69,7 +85,13 @@ class JobPool:
         self.environ = settings.child_environment(environ)
         self.on_change = on_change
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._running: dict[str, subprocess.Popen] = {}
+        self._running: dict[str, Run] = {}
+        cfg = config.load(self.environ)
+        self._celery = None
+        if cfg.broker:
+            from reelforge.workers.celery import create_app
+
+            self._celery = create_app(cfg)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -80,7 +102,10 @@ class JobPool:
         self.jobs.recover()
         for video in self.videos.open_videos():
             self._queue.put(video.id)
-        for n in range(self.settings.workers):
+        count = self.settings.workers
+        if self._celery is not None:
+            count = max(count, CELERY_FOLLOWERS)
+        for n in range(count):
             thread = threading.Thread(target=self._work, name=f"pool-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -94,9 +119,9 @@ class JobPool:
             with contextlib.suppress(Exception):
                 self.jobs.cancel(video.job_id)
         with self._lock:
-            proc = self._running.get(video.id)
-        if proc is not None:
-            _stop_group(proc)
+            run = self._running.get(video.id)
+        if run is not None:
+            run.stop()
 
     def stop(self) -> None:
         """Stop taking work; running jobs are interrupted (they resume on the next start)."""
@@ -104,11 +129,12 @@ class JobPool:
         for _ in self._threads:
             self._queue.put(None)
         with self._lock:
-            procs = list(self._running.values())
-        for proc in procs:
-            _signal_group(proc, signal.SIGTERM)
-        for proc in procs:
-            _stop_group(proc)
+            runs = list(self._running.values())
+        for run in runs:
+            run.interrupt()
+        if self._celery is None:
+            for run in runs:
+                run.stop()
         for thread in self._threads:
             thread.join(timeout=STOP_GRACE_S + 2)
 
@@ -124,11 +150,24 @@ class JobPool:
             except Exception:  # a bug here must not end the pool
                 log.exception("running video %s failed", video_id)
 
-    def _command(self, job: Job) -> list[str] | None:
-        verb = "run" if job.status == QUEUED else "retry" if job.status in RETRYABLE else None
-        if verb is None:
-            return None
-        return [sys.executable, "-m", "reelforge.cli", "jobs", verb, job.id, "--json"]
+    def _start(self, job: Job) -> Run | None:
+        """Start ``job``: its command as a child process here, or, with a broker, a task
+        on the workers (sent again until the broker takes it). None: nothing to start (it
+        runs elsewhere, or has ended)."""
+        if self._celery is None:
+            command = job_command(job)
+            if command is None:
+                return None
+            return JobProcess(command, cwd=self.settings.data, env=self.environ)
+        from reelforge.workers.dispatch import start
+
+        while not self._stopping.is_set():
+            try:
+                return start(self._celery, self.jobs, job)
+            except Exception as exc:  # the broker is away: try again
+                log.warning("could not send job %s to the workers (%s)", job.id, exc)
+                self._stopping.wait(2.0)
+        return None
 
     def _run(self, video_id: str) -> None:
         video = self.videos.find(video_id)
@@ -137,17 +176,10 @@ class JobPool:
         job = self.jobs.get(video.job_id)
         if job.cancel_requested:
             return
-        command = self._command(job)
-        if command is None:  # running elsewhere or done: follow it to its end
+        proc = self._start(job)
+        if proc is None:  # running elsewhere or done: follow it to its end
             self._follow(video, None)
             return
-        stderr = collections.deque(maxlen=20)
-        proc = subprocess.Popen(command, cwd=self.settings.data, env=self.environ,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, errors="replace",
-                                start_new_session=True)  # fmt: skip
-        reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
-        reader.start()
         with self._lock:
             self._running[video.id] = proc
         try:
@@ -155,10 +187,10 @@ class JobPool:
         finally:
             with self._lock:
                 self._running.pop(video.id, None)
-            reader.join(timeout=2)
-        self._finish(video.id, proc.returncode, list(stderr))
+            proc.close()
+        self._finish(video.id, proc.returncode, proc.tail())
 
-    def _follow(self, video: Video, proc: subprocess.Popen | None) -> None:
+    def _follow(self, video: Video, proc: Run | None) -> None:
         """Mirror the job into the video row until the process (or the job) ends."""
         planned = video.options.get("planned_steps")
         progress, step, ready = video.progress, video.step, video.status == READY
@@ -167,7 +199,7 @@ class JobPool:
             current = self.videos.find(video.id)
             if current is None:  # deleted
                 if proc is not None:
-                    _stop_group(proc)
+                    proc.stop()
                 return
             job = self.jobs.get(video.job_id)
             values: dict = {}
@@ -209,31 +241,8 @@ class JobPool:
             code, message = "cancelled", "cancelled"
         else:
             code = job.error_code or "error"
-            message = job.error or _last_line(stderr) or f"the job ended with {returncode}"
+            message = job.error or last_error_line(stderr) or f"the job ended with {returncode}"
         self.videos.update(video_id, status=ERRORED, error_code=code, error_message=message)
         if code in ("input", "media"):  # its input can never work: keep nothing of it
             self.videos.remove_files(video)
         self.on_change(self.videos.get(video_id), "video.errored")
-
-
-def _last_line(lines: list[str]) -> str:
-    for line in reversed(lines):
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "  ")):
-            return line.removeprefix("error: ")
-    return ""
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the child's process group; SIGKILL if it is still there after the grace."""
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _signal_group(proc, signal.SIGKILL)
-        proc.wait()
