@@ -150,6 +150,8 @@ def test_an_upload_in_two_halves_becomes_a_stream_that_plays(web):
         assert video["id"] in [v["id"] for v in listed]
         report = c.get(ready["report"]).json()["publish"]
         assert report["state"] in ("playable", "complete")
+        assert str(web.data) not in json.dumps(report)  # no server paths in what clients read
+        assert report["input"] == "source.mp4" and report["output"] == "."
         # the upload became the video's source: nothing left in the uploads folder
         assert not any(p.is_file() for p in (web.data / "uploads").rglob("*")
                        if not p.name.startswith("."))  # fmt: skip

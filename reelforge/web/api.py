@@ -220,6 +220,22 @@ async def _save(upload: UploadFile, target: Path) -> None:
             out.write(chunk)
 
 
+def _without_server_paths(value: Any, roots: tuple[Path, ...], data: Path) -> Any:
+    """``value`` with every path into the service's data folder made relative to the
+    video's own folders (``source.mp4``, ``.``): a report tells a client nothing of the
+    server's file system."""
+    if isinstance(value, dict):
+        return {k: _without_server_paths(v, roots, data) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_server_paths(v, roots, data) for v in value]
+    if isinstance(value, str) and value.startswith(str(data)):
+        for root in roots:
+            if value == str(root) or value.startswith(f"{root}/"):
+                return Path(value).relative_to(root).as_posix()
+        return Path(value).name
+    return value
+
+
 def _report(folder: Path) -> dict:
     try:
         return json.loads((folder / "report.json").read_text())
@@ -301,7 +317,8 @@ def api_router(service: Service) -> APIRouter:
         out = {"publish": _report(master.parent)}
         if made.is_file():
             out["make"] = json.loads(made.read_text())
-        return out
+        roots = (service.videos.source_dir(video.id), service.videos.stream_dir(video))
+        return _without_server_paths(out, roots, service.settings.data)
 
     @router.get("/videos/{video_id}/events")
     async def video_events(request: Request, video_id: str,
