@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -241,8 +242,18 @@ class JobPool:
             code, message = "cancelled", "cancelled"
         else:
             code = job.error_code or "error"
-            message = job.error or last_error_line(stderr) or f"the job ended with {returncode}"
+            message = job.error or last_error_line(stderr) or _ended(returncode)
         self.videos.update(video_id, status=ERRORED, error_code=code, error_message=message)
         if code in ("input", "media"):  # its input can never work: keep nothing of it
             self.videos.remove_files(video)
         self.on_change(self.videos.get(video_id), "video.errored")
+
+
+def _ended(returncode: int | None) -> str:
+    """How a job's process ended, in words (``killed by SIGKILL``)."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"its process was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            pass
+    return f"its process ended with status {returncode}"
