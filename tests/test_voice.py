@@ -128,12 +128,15 @@ def test_subtitles_follow_the_turns_inside_the_audio(espeak_run):
 def test_rerun_hits_the_cache_and_one_changed_line_resynthesises_one_chunk(espeak_run):
     folder, script, cache, first = espeak_run
     assert first.backend_calls == len(first.chunks) and first.cache_hits == 0
-    again = render(script, folder / "again.wav", VoiceOptions(backend="espeak", cache_dir=cache))
+    # DNSMOS scores the rendered audio after synthesis: it plays no part in the chunk cache
+    # (so it is left off here, where only the cache is checked)
+    again = render(script, folder / "again.wav",
+                   VoiceOptions(backend="espeak", cache_dir=cache, mos=False))  # fmt: skip
     assert again.backend_calls == 0 and again.cache_hits == len(first.chunks)
     assert np.array_equal(sf.read(folder / "again.wav")[0], sf.read(folder / "show.wav")[0])
     script.write_text(SCRIPT.replace("keep this short", "keep this very short"))
     changed = render(
-        script, folder / "changed.wav", VoiceOptions(backend="espeak", cache_dir=cache)
+        script, folder / "changed.wav", VoiceOptions(backend="espeak", cache_dir=cache, mos=False)
     )
     assert changed.backend_calls == 1
     assert [c.cached for c in changed.chunks].count(False) == 1
