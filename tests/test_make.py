@@ -25,13 +25,20 @@ LINES = {  # about ten seconds each: the sync meter needs that much speech to be
     "S1b": "Go and tie the boat down properly, and bring the spare lamp up from the cellar "
     "before the rain reaches the island. We will sit up together and watch the sea come in.",
 }
+SHORT_LINES = {  # a second or two each: for checks that need the steps, not the meter
+    "S1": "The light has not failed in forty years.",
+    "S2": "(laughs) Then tonight is no different.",
+    "S1b": "Go and tie the boat down.",
+}
 NARRATION = "Out there, the sea keeps its own time."
 
 
-def write_story(folder: Path, s1_line: str = LINES["S1b"]) -> Path:
+def write_story(folder: Path, s1_line: str = LINES["S1b"], lines: dict = LINES) -> Path:
+    """The two-speaker story in ``folder``: a dialogue scene (``lines`` S1 and S2), the
+    footage scene with narration, and S1 alone saying ``s1_line``."""
     (folder / "scenes").mkdir(parents=True, exist_ok=True)
     (folder / "scenes" / "01.txt").write_text(
-        f"[S1] {LINES['S1']}\n[S2] {LINES['S2']}\n", encoding="utf-8")  # fmt: skip
+        f"[S1] {lines['S1']}\n[S2] {lines['S2']}\n", encoding="utf-8")  # fmt: skip
     (folder / "scenes" / "02.txt").write_text(f"[S2] {NARRATION}\n", encoding="utf-8")
     (folder / "scenes" / "03.txt").write_text(f"[S1] {s1_line}\n", encoding="utf-8")
     story = folder / "story.yaml"
@@ -167,9 +174,7 @@ def test_one_edited_line_redoes_only_its_steps(made, tmp_path):
     story, state, _, _ = made
     edited = tmp_path / "edited"
     shutil.copytree(story.parent, edited, ignore=shutil.ignore_patterns("out"))
-    write_story(edited, "Go and tie the boat down, and bring the spare lamp up from the cellar "
-                        "before the rain comes in over the island. We will sit up together "
-                        "and watch the sea come in.")  # fmt: skip
+    write_story(edited, SHORT_LINES["S1b"])  # the last scene's line, shorter
     report, _ = make_json(edited / "story.yaml", state)
     redone = [s["step"] for s in report["steps"] if s["status"] == "done"]
     assert sorted(redone) == ["assemble", "publish-stream", "talk-shot", "voice-turn"]
@@ -194,7 +199,8 @@ def _job_step(state: Path, pid: int) -> str | None:
 
 
 def test_sigkill_at_three_points_then_rerun(tmp_path):
-    story = write_story(tmp_path / "story")
+    # the story's shape with short lines: killing and resuming does not need ten-second turns
+    story = write_story(tmp_path / "story", SHORT_LINES["S1b"], SHORT_LINES)
     state = tmp_path / "state"
     out = story.parent / "out" / "lighthouse"
     for step in ("voice-turn", "talk-shot", "publish-stream"):
