@@ -64,12 +64,14 @@ def send(app, store: JobStore, job: Job) -> str:
     """Send ``run_job`` for ``job`` (as it stands now) to its queue; returns the task id."""
     from celery.utils import uuid
 
-    from reelforge.workers.tasks import run_job
+    from reelforge.workers.tasks import RUN_JOB
 
     task_id, queue, now = uuid(), queue_for(job.kind), time.time()
     lease.note(store, job.id, task=task_id, queue=queue, sent_at=now, attempt=job.attempts,
                retry_at=None)  # fmt: skip
-    run_job.apply_async(args=[job.id, job.attempts, now], queue=queue, task_id=task_id)
+    # by this app, from any thread (Celery's "current app" is per thread)
+    app.tasks[RUN_JOB].apply_async(args=[job.id, job.attempts, now], queue=queue,
+                                   task_id=task_id)  # fmt: skip
     return task_id
 
 
@@ -149,13 +151,17 @@ def revoke(app, task_id: str | None) -> None:
 def live_workers(app, timeout: float = 1.0) -> list[dict[str, Any]]:
     """``[{"name", "queues", "concurrency", "pid", "tasks": [{"id", "job", "started"}],
     "reserved"}]`` for each worker that answers within ``timeout`` seconds, by name."""
-    inspect = app.control.inspect(timeout=timeout)
+    names = sorted({name for reply in app.control.ping(timeout=timeout) for name in reply})
+    if not names:
+        return []
+    # asked by name, each query ends as soon as every one of them has answered
+    inspect = app.control.inspect(destination=names, limit=len(names), timeout=timeout)
     queues = inspect.active_queues() or {}
     active = inspect.active() or {}
     reserved = inspect.reserved() or {}
     stats = inspect.stats() or {}
     workers = []
-    for name in sorted(set(queues) | set(active) | set(stats)):
+    for name in names:
         info = stats.get(name, {})
         tasks = [{"id": t.get("id"), "job": (t.get("args") or [None])[0],
                   "started": t.get("time_start")} for t in active.get(name, [])]  # fmt: skip

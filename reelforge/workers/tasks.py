@@ -110,11 +110,16 @@ def run_recorded_job(store: JobStore, job_id: str, attempt: int | None, *, worke
         if (job.status == FAILED and attempt is not None and job.attempts > attempt
                 and job.error_code not in TRANSIENT):  # fmt: skip
             raise JobFailed(job.id, job.error_code, job.error)  # this delivery's try happened
-        return _run_child(store, job, worker=worker, stopping=stopping, env=env)
+        result = _run_child(store, job, worker=worker, stopping=stopping, env=env)
+        if result is not None:
+            return result
+
+
+_LOOK_AGAIN = None  # _run_child's answer when the job changed before its command took it
 
 
 def _run_child(store: JobStore, job: Job, *, worker: str, stopping: threading.Event,
-               env: dict[str, str] | None) -> dict[str, Any]:  # fmt: skip
+               env: dict[str, str] | None) -> dict[str, Any] | None:  # fmt: skip
     command = job_command(job)
     assert command is not None  # queued, failed, interrupted or cancelled
     cwd = job.args.get("cwd")
@@ -138,6 +143,8 @@ def _run_child(store: JobStore, job: Job, *, worker: str, stopping: threading.Ev
     if ended.status == DONE or (ended.status == CANCELLED and (
             ended.attempts > job.attempts or job.status != CANCELLED)):  # fmt: skip
         return _result(ended, worker, printed)  # done, or cancelled while it ran
+    if ended.attempts == job.attempts and ended.status != job.status and not stopping.is_set():
+        return _LOOK_AGAIN  # cancelled or recovered meanwhile: the command refused it
     if ended.attempts == job.attempts:  # the command never started the job
         code = "input" if returncode == 2 else "internal"
         store.fail(job.id, last_error_line(tail) or f"the job's command ended with "

@@ -1,0 +1,301 @@
+"""Jobs on Celery workers: a real redis-server and two real `reelforge worker` processes on
+loopback, the web service and the CLI sending them jobs, workers killed, Redis restarted,
+jobs cancelled, poison inputs, and make giving the same steps as in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import m3u8
+import pytest
+from conftest import CLI, ROOT, media, run_cli, run_ffmpeg
+from daemons import RedisServer
+from processes import descendants
+from test_web import STORY, Web, follow, tus_upload
+
+from reelforge.pipeline.jobs import Job, JobStore
+
+pytest.importorskip("celery")
+
+VISIBILITY_S = 6  # a killed worker's job goes to the other one after this long
+QUICK = ("--preset", "fast", "--no-quality", "--no-thumbnails", "--no-fallback")
+LADDER = {"rungs": [{"width": 416, "height": 234, "bitrate_kbps": 145},
+                    {"width": 640, "height": 360, "bitrate_kbps": 365}]}  # fmt: skip
+
+
+class Worker:
+    """``reelforge worker --name NAME@test`` in a session of its own."""
+
+    def __init__(self, name: str, env: dict, log: Path) -> None:
+        self.name, self.env, self.log = f"{name}@test", env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        self.proc = subprocess.Popen(
+            [*CLI, "worker", "--name", self.name, "--concurrency", "1"], cwd=ROOT, env=self.env,
+            stdout=subprocess.PIPE, stderr=self.log.open("a"), text=True, start_new_session=True,
+        )  # fmt: skip
+        line = self.proc.stdout.readline()
+        assert line.startswith(f"worker {self.name} ready: queues cpu,gpu,io"), (
+            line, self.log.read_text()[-3000:])  # fmt: skip
+        return self
+
+    def signal(self, sig: int) -> None:
+        """``sig`` to the worker's process group: its main and pool processes (its jobs'
+        processes are in sessions of their own)."""
+        os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait()
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.redis = RedisServer().start()
+        self.data = root / "web"
+        self.state = self.data / "state"  # the service's job store, which the workers share
+        self.env = {**os.environ, "REELFORGE_BROKER": self.redis.url,
+                    "REELFORGE_STATE": str(self.state),
+                    "REELFORGE_WORKER_VISIBILITY_TIMEOUT": str(VISIBILITY_S)}  # fmt: skip
+        self.workers = [Worker(n, self.env, root / f"{n}.log") for n in ("w1", "w2")]
+        for w in self.workers:
+            w.start()
+
+    def store(self) -> JobStore:
+        return JobStore(self.state / "jobs.sqlite")
+
+    def cli(self, *args, **kwargs) -> subprocess.CompletedProcess:
+        return run_cli(*args, env={**self.env, **kwargs.pop("env", {})}, **kwargs)
+
+    def background(self, *args, cwd: Path) -> subprocess.Popen:
+        return subprocess.Popen([*CLI, *map(str, args)], cwd=cwd, env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+    def worker(self, name: str) -> Worker:
+        return next(w for w in self.workers if w.name == name)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("workers"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """20 s of 720p (the shared 2 s clip looped, stream copy)."""
+    out = tmp_path_factory.mktemp("clip") / "long.mp4"
+    run_ffmpeg("-stream_loop", "9", "-i", media("video/bbb_720p_2s_h264.mp4"), "-c", "copy", out)
+    return out
+
+
+@pytest.fixture
+def ladder(tmp_path) -> Path:
+    path = tmp_path / "ladder.json"
+    path.write_text(json.dumps(LADDER))
+    return path
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_with_progress(store: JobStore, kind: str = "publish") -> Job | None:
+    """The newest job of ``kind`` if it runs and its step has made progress."""
+    jobs = store.list(limit=1, kind=kind)
+    if jobs and jobs[0].status == "running":
+        steps = [s for s in jobs[0].current_steps() if s.status == "running"]
+        if steps and 0 < (steps[-1].progress or 0) < 0.6:
+            return jobs[0]
+    return None
+
+
+def assert_stream(out: Path) -> None:
+    """The master playlist parses, and every media playlist's init and segments exist."""
+    master = m3u8.load(str(out / "master.m3u8"))
+    assert master.is_variant and master.playlists
+    for variant in master.playlists:
+        media_pl = m3u8.load(str(out / variant.uri))
+        assert media_pl.is_endlist and media_pl.segments
+        base = (out / variant.uri).parent
+        assert (base / media_pl.segment_map[0].uri).is_file()
+        for seg in media_pl.segments:
+            assert (base / seg.uri).stat().st_size > 0, seg.uri
+
+
+def job_processes(worker: Worker) -> list[str]:
+    return [c for c in descendants(worker.proc.pid).values() if " jobs " in c]
+
+
+def test_workers_lists_both_workers_and_their_queues(cluster):
+    result = cluster.cli("workers", "--json")
+    assert result.returncode == 0, result.stderr
+    found = {w["name"]: w for w in json.loads(result.stdout)}
+    assert set(found) == {"w1@test", "w2@test"}
+    for w in found.values():
+        assert w["queues"] == ["cpu", "gpu", "io"] and w["concurrency"] == 1
+    human = cluster.cli("workers")
+    assert human.returncode == 0 and "w1@test" in human.stdout and "w2@test" in human.stdout
+
+
+def test_videos_queued_by_the_service_run_on_both_workers(cluster):
+    web = Web(cluster.data, env=cluster.env).start()
+    try:
+        token = web.token("upload", "editor")
+        src = media("video/bbb_720p_2s_h264.mp4")
+        with web.client(token) as c:
+            ids = []
+            for title in ("one", "two"):
+                body = {"upload": tus_upload(web, token, src), "title": title,
+                        "publish": {"preset": "fast", "quality": False}}  # fmt: skip
+                r = c.post("/api/videos", json=body)
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["id"])
+            for video_id in ids:
+                events = follow(web, token, video_id)
+                assert events[-1]["status"] == "ready", events[-1]
+                progress = [e["progress"] for e in events]
+                assert progress == sorted(progress) and progress[-1] == 1.0
+                video = c.get(f"/api/videos/{video_id}").json()
+                assert video["playback"]["hls"]
+        store = cluster.store()
+        wait_for(lambda: all(j.status == "done" for j in store.list(kind="publish")), 60,
+                 "the extras after ready")  # fmt: skip
+        jobs = {j.subject: j for j in store.list(kind="publish")}
+        ran_on = {jobs[v].args["worker"]["by"] for v in ids}
+        assert ran_on == {"w1@test", "w2@test"}, ran_on  # one each: prefetch 1
+        assert all(jobs[v].args["worker"]["queue"] == "cpu" for v in ids)
+    finally:
+        web.stop()
+
+
+def test_a_worker_killed_mid_job_leaves_it_to_the_other(cluster, long_clip, ladder, tmp_path):
+    store = cluster.store()
+    out = tmp_path / "stream"
+    follower = cluster.background("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+                                  "--json", cwd=tmp_path)  # fmt: skip
+    job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
+    first = cluster.worker(job.args["worker"]["by"])
+    assert job_processes(first), "the job runs below its worker"
+    first.signal(signal.SIGKILL)  # the whole worker at once: no goodbye to Redis
+    first.proc.wait(timeout=10)
+    stdout, stderr = follower.communicate(timeout=120)
+    assert follower.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report["renditions"] and report["output"] == str(out)
+    done = store.get(job.id)
+    assert done.status == "done" and done.attempts == 2
+    assert done.args["worker"]["by"] != first.name
+    assert [s.status for s in done.steps] == ["failed", "done"]
+    assert_stream(out)
+    first.start()  # for the tests that follow
+
+
+def test_a_job_survives_a_redis_restart(cluster, long_clip, ladder, tmp_path):
+    store = cluster.store()
+    out = tmp_path / "stream"
+    follower = cluster.background("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+                                  "--json", cwd=tmp_path)  # fmt: skip
+    job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
+    cluster.redis.restart(down_for=0.5)
+    _, stderr = follower.communicate(timeout=120)
+    assert follower.returncode == 0, stderr
+    done = store.get(job.id)
+    assert (done.status, done.attempts) == ("done", 1)
+    assert_stream(out)
+    # both workers found the new Redis and take jobs again
+    found = wait_for(lambda: (r := cluster.cli("workers", "--json")).returncode == 0
+                     and len(json.loads(r.stdout)) == 2, 60, "both workers back")  # fmt: skip
+    assert found
+
+
+def test_cancel_stops_a_job_on_its_worker(cluster, long_clip, ladder, tmp_path):
+    store = cluster.store()
+    out = tmp_path / "stream"
+    follower = cluster.background("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+                                  cwd=tmp_path)  # fmt: skip
+    job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
+    worker = cluster.worker(job.args["worker"]["by"])
+    asked = time.monotonic()
+    cancelled = cluster.cli("jobs", "cancel", job.id, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["cancel_requested"]
+    wait_for(lambda: store.get(job.id).status == "cancelled", 10, "the job to stop")
+    assert time.monotonic() - asked < 10
+    _, stderr = follower.communicate(timeout=30)
+    assert follower.returncode == 130, stderr
+    assert f"error: job {job.id} cancelled" in stderr
+    wait_for(lambda: not job_processes(worker), 10, "the job's process to end")
+    assert not out.exists()
+    time.sleep(1.0)
+    assert store.get(job.id).status == "cancelled"  # and not run again
+
+
+def test_a_text_file_fails_once_with_its_error(cluster, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    here = cluster.cli("publish", text, "-o", tmp_path / "a", *QUICK, "--local")
+    there = cluster.cli("publish", text, "-o", tmp_path / "b", *QUICK)
+    assert here.returncode == there.returncode == 2, (here.stderr, there.stderr)
+    line = [ln for ln in there.stderr.splitlines() if ln.startswith("error:")]
+    assert line == [ln for ln in here.stderr.splitlines() if ln.startswith("error:")]
+    assert "notes.mp4" in line[0]
+    store = cluster.store()
+    on_workers = store.list(limit=1, kind="publish")[0]
+    assert on_workers.args["worker"]["by"] in ("w1@test", "w2@test")
+    assert (on_workers.status, on_workers.error_code) == ("failed", "input")
+    time.sleep(3)  # no retry loop: it was tried once
+    again = store.get(on_workers.id)
+    assert again.attempts == 1 and len(again.steps) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_make_on_workers_gives_the_same_steps_as_in_process(cluster, tmp_path):
+    folder = tmp_path / "story"
+    (folder / "faces").mkdir(parents=True)
+    (folder / "scenes").mkdir()
+    (folder / "story.yaml").write_text(STORY)
+    (folder / "faces" / "keeper.png").write_bytes(
+        media("faces/astronaut_eileen_collins.png").read_bytes()
+    )
+    (folder / "scenes" / "01.txt").write_text("[S1] The light is on.\n")
+    here = cluster.cli("make", "story.yaml", "-o", tmp_path / "here", "--local", "--json",
+                       cwd=folder)  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    there = cluster.cli("make", "story.yaml", "-o", tmp_path / "there", "--json", cwd=folder)
+    assert there.returncode == 0, there.stderr
+    local, remote = (json.loads(r.stdout.splitlines()[-1]) for r in (here, there))
+    assert [(s["step"], s["key"]) for s in remote["steps"]] == [
+        (s["step"], s["key"]) for s in local["steps"]]  # fmt: skip
+    assert {s["step"] for s in remote["steps"]} >= {"voice-turn", "talk-shot", "publish-stream"}
+    lines = [json.loads(ln) for ln in there.stdout.splitlines()[:-1]]
+    assert lines and all(set(ln) == {"step", "stage", "progress"} for ln in lines)
+    job = cluster.store().list(limit=1, kind="make")[0]
+    assert job.status == "done" and job.args["worker"]["by"] in ("w1@test", "w2@test")
+    assert (tmp_path / "there" / "master.m3u8").is_file() or any(
+        (tmp_path / "there").rglob("master.m3u8")
+    )
