@@ -22,7 +22,18 @@ import pytest
 from conftest import free_port
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-PG_BIN = Path(os.environ.get("REELFORGE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _pg_bin() -> Path:
+    """Debian's newest PostgreSQL binaries (``REELFORGE_TEST_PG_BIN`` overrides)."""
+    if given := os.environ.get("REELFORGE_TEST_PG_BIN"):
+        return Path(given)
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)  # fmt: skip
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def _wait_port(port: int, proc: subprocess.Popen | None, timeout: float = 20) -> None:
