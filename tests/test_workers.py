@@ -215,6 +215,31 @@ def test_a_worker_killed_mid_job_leaves_it_to_the_other(cluster, long_clip, ladd
     first.start()  # for the tests that follow
 
 
+def test_a_worker_told_to_stop_hands_its_job_over(cluster, long_clip, ladder, tmp_path):
+    store = cluster.store()
+    out = tmp_path / "stream"
+    follower = cluster.background("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+                                  "--json", cwd=tmp_path)  # fmt: skip
+    job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
+    first = cluster.worker(job.args["worker"]["by"])
+    asked = time.monotonic()
+    first.signal(signal.SIGTERM)  # all its processes, as a service manager does
+    first.proc.wait(timeout=30)
+    assert first.proc.returncode == 0 and time.monotonic() - asked < 15
+    assert not job_processes(first)
+    _, stderr = follower.communicate(timeout=120)
+    assert follower.returncode == 0, stderr
+    done = store.get(job.id)
+    assert (done.status, done.attempts) == ("done", 2)
+    assert [(s.status, s.error) for s in done.steps] == [("failed", "interrupted"), ("done", None)]
+    assert done.args["worker"]["by"] != first.name
+    log = first.log.read_text()
+    assert "reject requeue=True: the worker is stopping" in log  # handed back at once
+    assert "WorkerLostError" not in log
+    assert_stream(out)
+    first.start()
+
+
 def test_a_job_survives_a_redis_restart(cluster, long_clip, ladder, tmp_path):
     store = cluster.store()
     out = tmp_path / "stream"

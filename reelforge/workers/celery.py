@@ -105,18 +105,16 @@ def install_signal_policy(worker) -> None:
         local.interrupt_all()
         ffmpeg.request_stop()
 
-    def stop_in_pool_process(signum, frame) -> None:
-        stop_here()
-        signal.signal(signal.SIGTERM, previous.get("handler") or signal.SIG_DFL)  # 2nd: exit
-
-    previous: dict = {}
-
     def before_task(**_) -> None:
         # billiard sets its own SIGTERM handler in a pool process after its initialisers
-        # (it exits the process): ours goes in as each task starts, and hands back to it
-        if os.getpid() != main and signal.getsignal(signal.SIGTERM) is not stop_in_pool_process:
-            previous["handler"] = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, stop_in_pool_process)
+        # (it exits the process at once): ours goes in as the first task starts. A pool
+        # process may get SIGTERM twice (from a service manager and from its main process);
+        # it stops its job either way, and it dies with its main process (Celery's
+        # parent-death signal), so it never outlives a worker that is killed outright.
+        if os.getpid() != main:
+            STOPPING.clear()  # a stopping worker gives its pool processes no new task
+            if signal.getsignal(signal.SIGTERM) is not stop_here:
+                signal.signal(signal.SIGTERM, stop_here)
 
     def shutting_down(**_) -> None:
         stop_here()
