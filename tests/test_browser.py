@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+from browsers import chromium
 from conftest import ROOT, Server
 
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIRST_FRAME = """() => new Promise(resolve => document.getElementById('video')
     .requestVideoFrameCallback((now, meta) => resolve(meta.presentedFrames)))"""
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs the Debian package)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--autoplay-policy=no-user-gesture-required"])  # fmt: skip
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def open_page(browser, url: str):

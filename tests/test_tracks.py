@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import m3u8
 import pytest
+from browsers import chromium
 from conftest import TEST_LADDER, Server, assert_refused, media, run_cli, run_ffmpeg
 from mpegdash.parser import MPEGDASHParser
 from streams import joined, read_media_playlist
@@ -250,19 +250,11 @@ def test_python_api_takes_lists_of_tracks(tmp_path, subs):
 
 # --- in a browser ------------------------------------------------------------------------
 
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs the Debian package)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--autoplay-policy=no-user-gesture-required"])  # fmt: skip
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_the_player_lists_subtitles_and_audio_and_shows_a_cue(browser, tracked):

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browsers import chromium
 from conftest import media, run_cli
 from test_web import Web, follow, tus_upload
 
 from reelforge.media import ffmpeg
 
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 XSS = "<script>alert(1)</script>"
 CLIP = "video/bbb_720p_2s_h264.mp4"
 FAST = {"preset": "fast", "quality": False, "thumbnails": False, "fallback": False}
@@ -188,13 +187,8 @@ def admin(server) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs the Debian package)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--autoplay-policy=no-user-gesture-required"])  # fmt: skip
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
