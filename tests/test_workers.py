@@ -240,6 +240,26 @@ def test_a_worker_told_to_stop_hands_its_job_over(cluster, long_clip, ladder, tm
     first.start()
 
 
+def test_a_job_killed_from_outside_is_retried_after_a_backoff(cluster, long_clip, ladder,
+                                                             tmp_path):  # fmt: skip
+    store = cluster.store()
+    out = tmp_path / "stream"
+    follower = cluster.background("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+                                  "--json", cwd=tmp_path)  # fmt: skip
+    job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
+    os.kill(job.pid, signal.SIGKILL)  # its command only (the out-of-memory killer, say)
+    retry = wait_for(lambda: store.get(job.id).args["worker"].get("retry_at"), 30,
+                     "a retry to be due")  # fmt: skip
+    assert store.get(job.id).status == "interrupted" and retry > time.time() - 30
+    _, stderr = follower.communicate(timeout=120)
+    assert follower.returncode == 0, stderr  # it waited for the retry
+    done = store.get(job.id)
+    assert (done.status, done.attempts) == ("done", 2)
+    assert done.args["worker"]["retry_at"] is None
+    assert [s.status for s in done.steps] == ["failed", "done"]
+    assert_stream(out)
+
+
 def test_a_job_survives_a_redis_restart(cluster, long_clip, ladder, tmp_path):
     store = cluster.store()
     out = tmp_path / "stream"
