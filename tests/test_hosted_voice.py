@@ -33,8 +33,10 @@ def _render(tmp, script, backend, base, name="o.wav", keys=KEYS):
     them (``FAL_QUEUE_URL``, ``SEGMIND_API_URL``)."""
     urls = {"FAL_QUEUE_URL": base, "SEGMIND_API_URL": base}
     services = Services(keys=keys, urls=urls, http_backoff=0.01)
+    quick = {"poll_interval": 0.05}  # the fake queue answers IN_QUEUE once: no 1 s waits
     return render(script, tmp / name, VoiceOptions(backend=backend, cache_dir=tmp / "cache",
-                                                   mos=False), services=services)  # fmt: skip
+                                                   mos=False, backend_options=quick),
+                  services=services)  # fmt: skip
 
 
 @pytest.mark.parametrize("failures", [[], [429], [500], [503, 429]])
