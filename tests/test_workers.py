@@ -344,3 +344,37 @@ def test_make_on_workers_gives_the_same_steps_as_in_process(cluster, tmp_path):
     assert (tmp_path / "there" / "master.m3u8").is_file() or any(
         (tmp_path / "there").rglob("master.m3u8")
     )
+
+
+def test_chunks_as_tasks_give_the_chunks_a_local_pool_gives(cluster, tmp_path):
+    chunks = pytest.importorskip("reelforge.video.chunks")
+    from reelforge import config
+    from reelforge.media.probe import probe
+    from reelforge.video import stages
+    from reelforge.video.ladder import Rung
+    from reelforge.video.publish import PublishOptions
+    from reelforge.video.timeline import Timeline
+    from reelforge.workers.celery import create_app
+    from reelforge.workers.chunks import CeleryChunkRunner
+
+    src = media("video/tears_of_steel_360p_10s.mp4")
+    info = probe(src)
+    plan = stages.plan(info, PublishOptions(rungs=[Rung(width=416, height=234,
+                                                        bitrate_kbps=200)]))  # fmt: skip
+    outputs = [chunks.ChunkOutput(rendition=o.rendition.model_copy(update={"crf": 30}),
+                                  deep=o.deep) for o in plan.outputs]  # fmt: skip
+    encode = chunks.ChunkEncode(source=str(src), info=info, preset="fast", threads=1,
+                                segment_duration=4.0, opening=[1.0, 1.0, 2.0],
+                                outputs=outputs)  # fmt: skip
+    specs = chunks.plan_chunks(Timeline(4.0, (1.0, 1.0, 2.0)), info.duration, 4.0, encode)
+    assert len(specs) >= 2
+    runner = CeleryChunkRunner(create_app(config.load(cluster.env)))
+    assert runner.workers == 2  # both workers take cpu, one at a time each
+    there = runner.map(specs, tmp_path / "there")
+    here = chunks.LocalRunner(1).map(specs, tmp_path / "here")
+    assert [r.index for r in there] == list(range(len(specs)))  # in the specs' order
+    names = lambda results: [[s.name for t in r.tracks for s in t.segments]  # noqa: E731
+                             for r in results]  # fmt: skip
+    assert names(there) == names(here)  # named by their bytes: the same chunks
+    for r in there:
+        assert (tmp_path / "there" / r.folder / chunks.RESULT).is_file()

@@ -7,6 +7,8 @@
   worker run it, a heartbeat) and how a job whose runner went away is taken over;
 - :mod:`reelforge.workers.celery`: the Celery app built from the settings, its queues and
   the worker's signal policy; :mod:`reelforge.workers.tasks`: the ``run_job`` task;
+- :mod:`reelforge.workers.chunks`: a chunked encode's chunks as tasks
+  (:class:`~reelforge.workers.chunks.CeleryChunkRunner`);
 - :mod:`reelforge.workers.dispatch`: the sending side: which queue, sending a job, following
   it through the job store, revoking it, the live workers.
 

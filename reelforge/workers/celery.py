@@ -14,6 +14,8 @@ knows the tasks of :mod:`reelforge.workers.tasks`:
 - each worker process reserves one task at a time (prefetch 1): a long job never holds
   another back while a free worker waits;
 - JSON only, for messages and results;
+- the tasks: ``reelforge.run_job`` (:mod:`reelforge.workers.tasks`) and
+  ``reelforge.encode_chunk`` (:mod:`reelforge.workers.chunks`);
 - three queues, :data:`QUEUES`: ``cpu`` (ffmpeg and CPU models: publish, images, make),
   ``gpu`` (steps that want a GPU: local voice and lip-sync models) and ``io`` (steps that
   mostly wait on a hosted API); :func:`reelforge.workers.dispatch.queue_for` chooses;
@@ -90,7 +92,7 @@ def create_app(config: Config) -> ReelforgeCelery:
         worker_hijack_root_logger=False,
         result_expires=7 * 86400,
     )
-    from reelforge.workers import tasks  # noqa: F401 (registers the tasks with the app)
+    from reelforge.workers import chunks, tasks  # noqa: F401 (they register their tasks)
 
     return app
 
