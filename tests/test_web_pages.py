@@ -536,7 +536,7 @@ def test_a_crashed_job_shows_on_the_jobs_page_and_retry_finishes_it(
     page = context.new_page()
     sign_in(page, server.base, admin, "/jobs")
     crashed = page.locator(f"li.failure[data-video={video_id}]")
-    assert "Crashy" in crashed.text_content() and "ended" in crashed.text_content()
+    assert "Crashy" in crashed.text_content() and "killed by SIGKILL" in crashed.text_content()
     refused = page.locator(f"li.failure[data-video={errored[1]}]")
     assert refused.count() == 1 and refused.locator(".error-text").text_content().strip()
     fits(page, "jobs", tmp_path)
