@@ -7,7 +7,10 @@ encoder this ffmpeg build lacks (one-line :class:`~reelforge.errors.InputError`)
 cap (1.5x, 1.5 s) where the encoder supports one, a fixed GOP of the timeline's keyframe
 interval with no scene-cut keyframes, closed GOPs and the timeline's keyframes forced, so
 every codec's keyframes fall at the same times (the input is constant frame rate), and the
-colour tags of the output.
+colour tags of the output. A rendition with a CRF (per-title H.264 rungs, every rung of a
+chunked encode) is encoded with capped CRF instead: x264 and x265 ``-crf`` under the VBV
+cap, libvpx-vp9 constrained quality (``-crf`` with the peak rate as ``-b:v``), SVT-AV1 CRF
+with ``mbr`` at the peak rate.
 
 Presets (``--preset``):
 
@@ -65,8 +68,13 @@ class CodecSpec:
     keeps_ten_bit: bool  # a 10-bit or HDR source stays 10-bit in this codec
 
     def args(self, r: Rendition, timeline: Timeline, preset: str,
-             colour: Colour = SDR) -> list[str]:  # fmt: skip
+             colour: Colour = SDR, threads: int | None = None) -> list[str]:  # fmt: skip
+        """The encoder arguments of rendition ``r``. ``r.crf`` set: capped CRF (the CRF
+        sets the quality, the VBV cap the peaks) in every codec; else the bitrate target.
+        ``threads``: the encoder's thread count (None: the encoder's own choice); 1 when
+        several encodes share the cores (a chunk of a chunked encode among others)."""
         gop = max(1, round(timeline.keyframe_interval * r.fps))
+        limit = ["-threads", str(threads)] if threads else []
         tags = ["-colorspace", colour.matrix, "-color_primaries", colour.primaries,
                 "-color_trc", colour.transfer, "-color_range", "tv"]  # fmt: skip
         rate = ["-b:v", f"{r.bitrate_kbps}k"]
@@ -79,7 +87,7 @@ class CodecSpec:
             return ["-c:v", "libx264", "-preset", p, "-profile:v", "high", *rate, *vbv,
                     "-g", str(gop + 1), "-keyint_min", str(gop), "-sc_threshold", "0",
                     "-forced-idr", "1", *forced, "-x264-params", "open-gop=0:scenecut=0",
-                    *tags]  # fmt: skip
+                    *limit, *tags]  # fmt: skip
         if self.name == "hevc":
             # SAO off: it smooths fine texture; measured here it cost 1.5-3.7 points of
             # BD-rate (VMAF) against x264 and time as well (tears -19.5% -> -21.4%, talking
@@ -88,21 +96,32 @@ class CodecSpec:
                       ":log-level=error")  # fmt: skip
             if colour.transfer in ("smpte2084", "arib-std-b67"):
                 params += ":hdr10-opt=1:repeat-headers=0"
+            if threads:
+                params += f":pools={threads}:frame-threads={threads}"
+            if r.crf is not None:  # capped CRF: the VBV (-maxrate, -bufsize) is the cap
+                rate = ["-crf", f"{r.crf:g}"]
             return ["-c:v", "libx265", "-preset", p,
                     "-profile:v", "main10" if colour.ten_bit else "main", *rate, *vbv,
                     "-forced-idr", "1", *forced, "-x265-params", params, "-tag:v", "hvc1",
                     *tags]  # fmt: skip
         if self.name == "vp9":
             tiles = max(0, min(4, int(math.log2(max(1, r.width // 256)))))
+            if r.crf is not None:  # constrained quality: the CRF, capped at the peak rate
+                rate = ["-crf", str(round(r.crf)), "-b:v", f"{r.maxrate_kbps}k"]
             return ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", p,
                     "-row-mt", "1", "-tile-columns", str(tiles), "-frame-parallel", "0",
                     "-auto-alt-ref", "1", "-lag-in-frames", "25", *rate, *vbv,
                     "-g", str(gop), "-keyint_min", str(gop), *forced,
-                    "-profile:v", "2" if colour.ten_bit else "0", *tags]  # fmt: skip
+                    "-profile:v", "2" if colour.ten_bit else "0", *limit, *tags]  # fmt: skip
         if self.name == "av1":
             # SVT-AV1: VBR at the target; fixed GOP on the grid, closed (key frames); the
             # opening's extra keyframes forced (SVT-AV1 4.x honours forced key frames).
             params = f"keyint={gop}:scd=0:irefresh-type=2:rc=1"
+            if r.crf is not None:  # capped CRF: CRF mode with a maximum bitrate
+                rate = ["-crf", str(round(r.crf))]
+                params = f"keyint={gop}:scd=0:irefresh-type=2:rc=0:mbr={r.maxrate_kbps}"
+            if threads:
+                params += f":lp={threads}"
             return ["-c:v", "libsvtav1", "-preset", p, *rate, "-g", str(gop), *forced,
                     "-svtav1-params", params, *tags]  # fmt: skip
         raise ValueError(self.name)

@@ -131,16 +131,24 @@ class Output:
     deep: bool = False
 
 
-def build_filter_graph(video: VideoStreamInfo, outputs: list[Output]) -> str:
+def build_filter_graph(video: VideoStreamInfo, outputs: list[Output], *,
+                       ranged: bool = False) -> str:  # fmt: skip
     """The ``-filter_complex`` text: the shared source chain, a split per branch (SDR, and
     10-bit when some codec keeps depth), one scaler per distinct size and frame rate in each
-    branch, split again among the codecs that share it. Output ``i`` is labelled ``[v{i}]``."""
+    branch, split again among the codecs that share it. Output ``i`` is labelled ``[v{i}]``.
+    ``ranged``: the decode was seeked to a range's first frame, which is time zero of the
+    constant-rate grid (``fps`` ``start_time=0``), so a source whose timestamps stray from
+    the grid fills the range's first frame as the whole title's encode does, not by
+    starting one frame late."""
     groups: dict[tuple, list[int]] = {}
     for i, o in enumerate(outputs):
         r = o.rendition
         groups.setdefault((o.deep, r.width, r.height, r.fps_filter), []).append(i)
     branches = sorted({deep for deep, *_ in groups})
-    graph = [f"[0:v:0]{','.join(base_filters(video))},split={len(branches)}"
+    chain = base_filters(video)
+    if ranged:
+        chain[-1] += ":start_time=0"
+    graph = [f"[0:v:0]{','.join(chain)},split={len(branches)}"
              + "".join(f"[b{int(d)}]" for d in branches)]  # fmt: skip
     for deep in branches:
         mine = [(k, v) for k, v in groups.items() if k[0] == deep]
@@ -171,13 +179,19 @@ def build_command(
     start: float | None = None,
     duration: float | None = None,
     alternates: Sequence[AlternateAudio] = (),
+    threads: int | None = None,
+    frames: dict[str, int] | None = None,
 ) -> tuple[list[str], EncodeOutputs]:
     """The full ffmpeg argument list and the files it will write. ``start`` and
     ``duration`` limit the decode to that range, seeked frame-accurately (ffmpeg decodes
     from the keyframe before ``start`` and drops what precedes it); the outputs' time zero
     is the range's start. ``alternates`` (with ``audio``) are further inputs, each encoded
-    like the main audio through its own filter chain."""
-    args: list[str] = []
+    like the main audio through its own filter chain. ``threads`` limits the decoder, the
+    filter graph and each encoder to that many threads (None: their own defaults);
+    ``frames`` (rendition name -> count) ends those outputs after that many frames (a range
+    whose end is no frame time of its own: the frame-rate filter would repeat the last
+    frame up to it)."""
+    args: list[str] = ["-threads", str(threads)] if threads else []
     if start:
         args += ["-ss", f"{start:.6f}"]
     if duration is not None:
@@ -191,13 +205,17 @@ def build_command(
         if not info.video:
             raise ValueError("renditions requested for a source without video")
         video = info.video[0]
-        args += ["-filter_complex", build_filter_graph(video, outputs)]
+        if threads:
+            args += ["-filter_complex_threads", str(threads)]
+        args += ["-filter_complex", build_filter_graph(video, outputs, ranged=bool(start))]
         for i, o in enumerate(outputs):
             out = workdir / f"{o.rendition.name}.mp4"
             written[o.rendition.name] = out
             colour = deep_colour(video) if o.deep else SDR
             args += ["-map", f"[v{i}]",
-                     *o.codec.args(o.rendition, timeline, preset, colour)]  # fmt: skip
+                     *o.codec.args(o.rendition, timeline, preset, colour, threads)]  # fmt: skip
+            if frames and o.rendition.name in frames:
+                args += ["-frames:v", str(frames[o.rendition.name])]
             args += ["-an", "-movflags", FRAGMENTED_MP4, "-f", "mp4", str(out)]
     audio_out: Path | None = None
     if audio is not None and info.audio:
@@ -235,6 +253,8 @@ def encode_ladder(
     start: float | None = None,
     duration: float | None = None,
     alternates: Sequence[AlternateAudio] = (),
+    threads: int | None = None,
+    frames: dict[str, int] | None = None,
 ) -> EncodeOutputs:
     """Run the single ffmpeg process; ``on_progress`` receives seconds of media done."""
     args, written = build_command(
@@ -248,6 +268,8 @@ def encode_ladder(
         start=start,
         duration=duration,
         alternates=alternates,
+        threads=threads,
+        frames=frames,
     )
     ffmpeg.run(args, subject=source, on_progress=on_progress)
     return written
