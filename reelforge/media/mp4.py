@@ -401,3 +401,45 @@ def _mp4a_codec(data: bytes, esds: Box) -> str:
             return f"mp4a.{oti:02X}"
         p = body + length
     return "mp4a.40.2"
+
+
+def offset_fragments(buf: bytearray, decode_delta: int, first_sequence: int) -> int:
+    """Move every fragment in ``buf`` (a media segment: ``styp``, then ``moof`` + ``mdat``
+    pairs) later by ``decode_delta`` timescale units (each ``tfdt``) and number the
+    fragments ``first_sequence``, ``first_sequence + 1``, ... (each ``mfhd``), in place:
+    sizes do not change. Returns how many fragments there were. Used to join segments
+    packaged from separately encoded chunks of one track. Raises :class:`BoxError` when a
+    32-bit ``tfdt`` cannot hold the time."""
+    moved = 0
+    for moof in iter_boxes(buf):
+        if moof.type != b"moof":
+            continue
+        for box in iter_boxes(buf, moof.body, moof.end):
+            if box.type == b"mfhd":
+                struct.pack_into(">I", buf, box.body + 4, first_sequence + moved)
+            elif box.type == b"traf":
+                for inner in iter_boxes(buf, box.body, box.end):
+                    if inner.type != b"tfdt":
+                        continue
+                    version = buf[inner.body]
+                    fmt = ">Q" if version == 1 else ">I"
+                    (time,) = struct.unpack_from(fmt, buf, inner.body + 4)
+                    if version != 1 and time + decode_delta >= 1 << 32:
+                        raise BoxError("a 32-bit tfdt cannot hold the joined decode time")
+                    struct.pack_into(fmt, buf, inner.body + 4, time + decode_delta)
+        moved += 1
+    return moved
+
+
+def sample_entry(init: bytes) -> bytes:
+    """The bytes of the first track's sample entry (``avc1``, ``hvc1``, ``vp09``, ``av01``,
+    ``mp4a``...) in an init segment: the codec configuration record with what frames it
+    describes (size, depth, colour). Two tracks with equal sample entries decode alike."""
+    moov = next((b for b in iter_boxes(init) if b.type == b"moov"), None)
+    if moov is None:
+        raise BoxError("no moov box")
+    stsd = find(init, [b"trak", b"mdia", b"minf", b"stbl", b"stsd"], moov.body, moov.end)
+    if stsd is None:
+        raise BoxError("moov lacks stsd")
+    entry = next(iter_boxes(init, stsd.body + 8, stsd.end))
+    return bytes(init[entry.offset : entry.end])
