@@ -212,6 +212,9 @@ def _end_worker(signum, frame) -> None:
         procs = list(_running)
     for proc in procs:
         _signal(proc, signal.SIGKILL)
+    for proc in procs:  # reaped here: orphaned, they would linger as zombies until init's turn
+        with contextlib.suppress(OSError):
+            os.waitpid(proc.pid, 0)
     os._exit(128 + signum)
 
 
