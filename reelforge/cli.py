@@ -168,6 +168,14 @@ def publish(
         bool,
         typer.Option("--versioned", help="OUTPUT is a stream folder: add a version, switch to it."),
     ] = False,
+    chunk_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--chunk-seconds",
+            help="Encode the video in chunks of about S seconds (whole segments), one per "
+            "CPU at a time, with capped CRF, joined without re-encoding. Default: one encode.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     as_json: JsonOpt = False,
     workers: WorkersOpt = None,
@@ -197,6 +205,7 @@ def publish(
         subtitles=[parse_track(t, "--subtitles") for t in subtitles or []],
         audio_tracks=[parse_track(t, "--audio-track") for t in audio_tracks or []],
         audio_language=audio_language,
+        chunk_seconds=chunk_seconds,
     )
     tracks = {f"{kind}-{lang}": path for kind, given in (("subtitles", opts.subtitles),
               ("audio", opts.audio_tracks)) for lang, path in given}  # fmt: skip

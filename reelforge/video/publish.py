@@ -18,6 +18,11 @@ The last report is ``state: "complete"``, or ``"incomplete"`` when some extra is
 
 The input is only ever read, an output folder holding the input is refused, and ``force``
 replaces only a previous publish output (see :mod:`reelforge.outputs`).
+
+With ``chunk_seconds``, the video is encoded in chunks of about that many seconds on the
+segment grid, side by side (``runner``: a local process pool by default; see
+:mod:`reelforge.video.chunks`), with capped CRF, and joined without re-encoding; the audio
+is encoded once, whole. Everything after the encode is the same.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from reelforge.errors import Cancelled, InputError, ReelforgeError
 from reelforge.fsutil import scratch_dir
@@ -37,6 +42,9 @@ from reelforge.video import ladder, stages
 from reelforge.video.codecs import PRESETS, parse_codecs
 from reelforge.video.report import ExtraStatus, Files, PublishReport
 from reelforge.video.timeline import check_opening
+
+if TYPE_CHECKING:
+    from reelforge.video.chunks import ChunkRunner
 
 T = TypeVar("T")
 TrackFiles = dict[str, str | Path] | list[tuple[str, str | Path]]
@@ -70,6 +78,9 @@ class PublishOptions:
     subtitles: TrackFiles = field(default_factory=dict)
     audio_tracks: TrackFiles = field(default_factory=dict)
     audio_language: str | None = None  # the main audio's language; None: its stream's tag
+    # Encode the video in chunks of about this many seconds (whole segments, on the grid),
+    # side by side, with capped CRF; None: one encode of the whole title.
+    chunk_seconds: float | None = None
 
 
 def parse_track(text: str, option: str) -> tuple[str, Path]:
@@ -96,6 +107,9 @@ def validate_options(opts: PublishOptions) -> None:
         raise InputError(f"--target-vmaf must be 50 to 100, not {opts.target_vmaf:g}")
     if not 16 <= opts.audio_bitrate_kbps <= 512:
         raise InputError("--audio-bitrate must be 16 to 512 kb/s")
+    if opts.chunk_seconds is not None and not (opts.segment_duration <= opts.chunk_seconds <= 3600):
+        raise InputError(f"--chunk-seconds must be {opts.segment_duration:g} (the segment "
+                         f"duration) to 3600 s, not {opts.chunk_seconds:g}")  # fmt: skip
 
 
 def publish(
@@ -105,9 +119,12 @@ def publish(
     progress: Progress | None = None,
     *,
     on_playable: Callable[[PublishReport], None] | None = None,
+    runner: ChunkRunner | None = None,
 ) -> PublishReport:
     """Publish ``source`` into the folder ``output``; returns the last report written there.
-    ``on_playable(report)`` runs once the stream is in place (the output still locked)."""
+    ``on_playable(report)`` runs once the stream is in place (the output still locked).
+    ``runner`` runs the chunks of a chunked publish (``options.chunk_seconds``; default: a
+    local process pool)."""
     opts = options or PublishOptions()
     progress = progress or NullProgress()
     source, output = Path(source), Path(output)
@@ -141,7 +158,12 @@ def publish(
         if opts.per_title and plan.video is not None:
             analysis = timed("analysis", stages.analyse, source, info, opts, work, progress)
             plan = stages.plan(info, opts, analysis)
-        encoded = timed("encode", stages.encode, source, plan, work, progress=progress)
+        if opts.chunk_seconds is not None:
+            encoded = timed("encode", stages.encode_chunked, source, plan, work,
+                            chunk_seconds=opts.chunk_seconds, runner=runner,
+                            progress=progress)  # fmt: skip
+        else:
+            encoded = timed("encode", stages.encode, source, plan, work, progress=progress)
         packaged = timed("package", stages.package, encoded, plan, staged.folder, progress)
         extras = _Extras(source, plan, encoded, packaged, opts, work, timings,
                          stages.hull_points(analysis), progress)  # fmt: skip

@@ -108,6 +108,7 @@ class PublishReport(BaseModel):
     rate_quality: list[RateQualityPoint] = []
     hull: list[RateQualityPoint] = []  # per-title ladders: the analysis' convex hull
     per_title: dict | None = None  # per-title ladders: samples, hull, rungs, timings
+    chunks: dict | None = None  # a chunked encode: its chunks, CRFs and timings
     notes: list[str] = []
     # "playable": the stream is in place, extras are still being made; "complete": every
     # extra asked for is there; "incomplete": the stream plays, but some extras failed or

@@ -15,10 +15,15 @@ composes them:
   (the main one, and each alternate language measured and normalised first) ->
   :class:`Encoded`, one fragmented MP4 per track in a work folder; an optional
   ``start``/``duration`` encodes only that range of the video (its decode seeked to the
-  exact start; audio is encoded once, whole);
+  exact start; audio is encoded once, whole); :func:`encode_chunked` instead cuts the
+  video into chunks on the segment grid (:mod:`reelforge.video.chunks`), encodes them with
+  capped CRF through a :class:`~reelforge.video.chunks.ChunkRunner` (a local process pool
+  by default), and the audio once, whole;
 - :func:`package`: encoded tracks -> :class:`Packaged`, CMAF segments with
   content-hashed names in the output folder, measured per track, and the subtitles cut
-  into WebVTT segments on the video's segments;
+  into WebVTT segments on the video's segments; a chunked encode's video is joined
+  (segments renumbered, decode times moved on, nothing re-encoded), and each rendition
+  joined whole in the work folder is what the extras then read;
 - :func:`extras`: the named extras (:data:`EXTRAS`: poster preview, poster, sprites,
   fallback, rate-quality plot) -> :class:`ExtrasResult`; each extra is built in the work
   folder and its files renamed into the output (index files last), so a reader of the
@@ -74,6 +79,7 @@ from reelforge.video.webvtt import TextTrack
 
 if TYPE_CHECKING:
     from reelforge.video.alternates import PreparedAudio
+    from reelforge.video.chunks import ChunkResult, ChunkRunner, ChunkSpec
     from reelforge.video.pertitle import PerTitle
     from reelforge.video.publish import PublishOptions
 
@@ -276,6 +282,7 @@ class Encoded:
     duration: float | None = None
     alternates: dict[str, Path] = field(default_factory=dict)  # language -> audio file
     prepared: list[PreparedAudio] = field(default_factory=list)  # their loudness plans
+    chunked: Chunked | None = None  # a chunked encode's chunks (video is empty until joined)
 
     @property
     def report(self) -> EncodeReport:
@@ -356,6 +363,92 @@ def encode(
                    alternates=encoded.alternates, prepared=prepared)  # fmt: skip
 
 
+@dataclass
+class Chunked:
+    """A chunked encode's video: the chunks' results in ``folder`` (still to be joined),
+    the CRF each rendition was encoded at, and where the time went."""
+
+    specs: list[ChunkSpec]
+    results: list[ChunkResult]
+    folder: Path
+    crfs: dict[str, float]
+    chunk_seconds: float
+    workers: int
+    calibration_seconds: float
+    chunks_seconds: float
+
+    def report(self) -> dict:
+        """The report's ``chunks`` entry (JSON-ready)."""
+        return {
+            "chunk_seconds": self.chunk_seconds,
+            "count": len(self.results),
+            "workers": self.workers,
+            "rate_control": "capped-crf",
+            "crf": dict(self.crfs),
+            "calibration_seconds": round(self.calibration_seconds, 3),
+            "chunks_seconds": round(self.chunks_seconds, 3),
+            "chunks": [{"index": r.index, "start": r.start, "end": r.end,
+                        "first_segment": r.first_segment, "frames": r.frames,
+                        "seconds": r.seconds} for r in self.results],
+        }  # fmt: skip
+
+
+def encode_chunked(
+    source: Path,
+    plan: Plan,
+    workdir: Path,
+    *,
+    chunk_seconds: float,
+    runner: ChunkRunner | None = None,
+    progress: Progress | None = None,
+) -> Encoded:
+    """Encode the video in chunks of about ``chunk_seconds`` on the segment grid (see
+    :mod:`reelforge.video.chunks`) through ``runner`` (default: a local process pool, one
+    worker per CPU), every rendition with capped CRF at the CRF that
+    :mod:`reelforge.video.calibrate` finds for its bitrate on this title, and the audio once,
+    whole, as :func:`encode` does. The chunks stay in ``workdir`` until :func:`package`
+    joins them. A source without video is encoded as :func:`encode` would."""
+    from dataclasses import replace
+
+    from reelforge.video import calibrate, chunks
+
+    if plan.video is None or not plan.outputs:
+        return encode(source, plan, workdir, progress=progress)
+    progress = progress or NullProgress()
+    runner = runner or chunks.LocalRunner()
+    t0 = time.monotonic()
+    update = progress.stage("rate calibration", 1, "steps")
+    crfs = calibrate.calibrate(source, plan.info, plan.outputs, plan.timeline, plan.preset,
+                               workdir)  # fmt: skip
+    update(1)
+    calibrated = time.monotonic() - t0
+    shared = chunks.ChunkEncode(
+        source=str(source.absolute()), info=plan.info,
+        outputs=[chunks.ChunkOutput(rendition=o.rendition, deep=o.deep)
+                 for o in calibrate.with_crfs(plan.outputs, crfs)],
+        segment_duration=plan.timeline.segment_duration, opening=list(plan.timeline.opening),
+        preset=plan.preset, threads=1 if runner.workers > 1 else None,
+    )  # fmt: skip
+    specs = chunks.plan_chunks(plan.timeline, plan.duration, chunk_seconds, shared)
+    folder = workdir / "chunks"
+    folder.mkdir(parents=True, exist_ok=True)
+    t1 = time.monotonic()
+    results = runner.map(specs, folder, progress)
+    chunks_seconds = time.monotonic() - t1
+    audio = None
+    if plan.audio is not None:  # once, whole (with the alternates)
+        audio = encode(source, replace(plan, outputs=[]), workdir, progress=progress)
+    return Encoded(video={}, audio=audio.audio if audio else None,
+                   seconds=time.monotonic() - t0, media_seconds=plan.duration,
+                   alternates=audio.alternates if audio else {},
+                   prepared=audio.prepared if audio else [],
+                   chunked=Chunked(specs=specs, results=results, folder=folder, crfs=crfs,
+                                   chunk_seconds=chunk_seconds, workers=min(
+                                       runner.workers, len(specs)),
+                                   calibration_seconds=calibrated,
+                                   chunks_seconds=chunks_seconds))  # fmt: skip
+
+
 # --- package ----------------------------------------------------------------------------
 
 
@@ -384,9 +477,18 @@ def package(encoded: Encoded, plan: Plan, out: Path, progress: Progress | None =
     count = len(renditions) + (1 if encoded.audio else 0) + len(encoded.alternates)
     update = progress.stage("package", count + len(plan.subtitles), "tracks")
     video_tracks: list[Track] = []
+    joined = {}
+    if encoded.chunked is not None:  # join the chunks: no re-encode
+        from reelforge.video.chunks import join
+
+        done = join(encoded.chunked.results, encoded.chunked.folder, out,
+                    whole_dir=encoded.chunked.folder.parent)  # fmt: skip
+        encoded.video.update(done.files)
+        joined = {t.id: t for t in done.tracks}
     for i, r in enumerate(renditions):
-        track = package_track(encoded.video[r.name], out, track_id=r.name, kind="video",
-                              timeline=plan.timeline)  # fmt: skip
+        track = joined.get(r.name) or package_track(
+            encoded.video[r.name], out, track_id=r.name, kind="video",
+            timeline=plan.timeline)  # fmt: skip
         track.frame_rate = r.fps
         track.frame_rate_exact = _exact_rate(plan.video, r) if plan.video else ""
         track.target_bitrate = r.bitrate_kbps * 1000
@@ -758,6 +860,7 @@ def build_report(
             wall_seconds=round(time.monotonic() - started, 3),
         ),
         notes=notes,
+        chunks=encoded.chunked.report() if encoded.chunked is not None else None,
     )
 
 
