@@ -151,15 +151,24 @@ def revoke(app, task_id: str | None) -> None:
 def live_workers(app, timeout: float = 1.0) -> list[dict[str, Any]]:
     """``[{"name", "queues", "concurrency", "pid", "tasks": [{"id", "job", "started"}],
     "reserved"}]`` for each worker that answers within ``timeout`` seconds, by name."""
-    names = sorted({name for reply in app.control.ping(timeout=timeout) for name in reply})
-    if not names:
-        return []
-    # asked by name, each query ends as soon as every one of them has answered
-    inspect = app.control.inspect(destination=names, limit=len(names), timeout=timeout)
-    queues = inspect.active_queues() or {}
-    active = inspect.active() or {}
-    reserved = inspect.reserved() or {}
-    stats = inspect.stats() or {}
+    from kombu.exceptions import OperationalError
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            replies = app.control.ping(timeout=timeout, connection=conn)
+            names = sorted({name for reply in replies for name in reply})
+            if not names:
+                return []
+            # asked by name, each query ends as soon as every one of them has answered
+            inspect = app.control.inspect(destination=names, limit=len(names),
+                                          timeout=timeout, connection=conn)  # fmt: skip
+            queues = inspect.active_queues() or {}
+            active = inspect.active() or {}
+            reserved = inspect.reserved() or {}
+            stats = inspect.stats() or {}
+    except OperationalError as exc:  # kombu's wrapper of the transport's connection errors
+        raise ReelforgeError(f"cannot reach the broker ({exc})") from None
     workers = []
     for name in names:
         info = stats.get(name, {})
