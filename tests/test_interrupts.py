@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI, media, run_ffmpeg
+from conftest import CLI, TEST_LADDER, media, run_ffmpeg
 from fakes import FakeSegmind
 from processes import descendants as _descendants
 
@@ -85,14 +85,17 @@ def test_publish_stops_within_a_second_while_encoding(tmp_path, talk_source, sig
     assert list(tmp_path.iterdir()) == []
 
 
-def test_publish_stops_within_a_second_while_scoring(tmp_path, talk_source):
+def test_publish_stops_within_a_second_while_scoring(tmp_path, tmp_path_factory, talk_source):
     """VMAF comes after the stream is in place: the stream stays, its report says what is
     missing, and nothing else is left beside it."""
     import json
 
+    ladder = tmp_path_factory.mktemp("ladder") / "ladder.json"  # two rungs: VMAF starts sooner
+    ladder.write_text(json.dumps({"rungs": TEST_LADDER[:2]}))
     out = tmp_path / "stream"
     _interrupt(["publish", talk_source, "-o", out, "--preset", "fast", "--no-thumbnails",
-                "--no-fallback"], signal.SIGINT, _running("libvmaf"), settle=0.3)  # fmt: skip
+                "--no-fallback", "--ladder", ladder], signal.SIGINT, _running("libvmaf"),
+               settle=0.3)  # fmt: skip
     assert list(tmp_path.iterdir()) == [out]
     report = json.loads((out / "report.json").read_text())
     assert report["state"] == "incomplete"
