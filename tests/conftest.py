@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,13 +31,38 @@ TEST_LADDER = [
 ]
 
 
+# The state folder this conftest made (xdist workers inherit the controller's environment).
+_OWN_STATE = "PYTEST_REELFORGE_OWN_STATE"
+
+
 def pytest_configure(config) -> None:
     """Every run of ours in this session records its jobs and steps in a state folder of
-    its own (a test that needs another sets REELFORGE_STATE itself), never the user's."""
-    if "REELFORGE_STATE" not in os.environ:
+    its own (a test that needs another sets REELFORGE_STATE itself), never the user's; each
+    xdist worker gets one of its own, so no two processes of the run share a job store."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    inherited = worker and os.environ.get("REELFORGE_STATE") == os.environ.get(_OWN_STATE)
+    if "REELFORGE_STATE" not in os.environ or inherited:
         import tempfile
 
-        os.environ["REELFORGE_STATE"] = tempfile.mkdtemp(prefix="reelforge-test-state-")
+        state = tempfile.mkdtemp(prefix=f"reelforge-test-state-{worker + '-' if worker else ''}")
+        os.environ["REELFORGE_STATE"] = os.environ[_OWN_STATE] = state
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> tuple[Path, Any]:
+    """A folder that ``build(folder)`` fills once per test run, and the JSON-able value it
+    returned. Under xdist the workers share it: the first to ask builds it under a lock, the
+    others wait for it and read it (a build that failed is retried by the next to ask)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above every worker's own
+    folder, value = root / f"shared-{name}", root / f"shared-{name}.json"
+    with (root / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not value.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            value.write_text(json.dumps(build(folder)))
+    return folder, json.loads(value.read_text())
 
 
 def media(relative: str) -> Path:
@@ -119,34 +148,48 @@ def publish_json(src: Path, out: Path, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
+# Session fixtures below are built once per run (shared by xdist workers): tests only read them.
+
+
 @pytest.fixture(scope="session")
 def ladder_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ladder") / "ladder.json"
-    path.write_text(json.dumps({"rungs": TEST_LADDER}))
-    return path
+    def build(folder: Path) -> None:
+        (folder / "ladder.json").write_text(json.dumps({"rungs": TEST_LADDER}))
+
+    folder, _ = built_once(tmp_path_factory, "ladder", build)
+    return folder / "ladder.json"
 
 
 @pytest.fixture(scope="session")
 def talk_source(tmp_path_factory) -> Path:
     """A 720p talking head with AAC audio, looped to about 11.6 s (stream copy)."""
     src = media("video/obama_weekly_answers.mp4")
-    out = tmp_path_factory.mktemp("src") / "talk.mp4"
-    run_ffmpeg("-stream_loop", "2", "-i", src, "-c", "copy", out)
-    return out
+
+    def build(folder: Path) -> None:
+        run_ffmpeg("-stream_loop", "2", "-i", src, "-c", "copy", folder / "talk.mp4")
+
+    folder, _ = built_once(tmp_path_factory, "src", build)
+    return folder / "talk.mp4"
 
 
 @pytest.fixture(scope="session")
 def talk(tmp_path_factory, talk_source, ladder_file) -> tuple[Path, dict]:
     """The talking head published with a 4-rung ladder, 4 s segments, VMAF on."""
-    out = tmp_path_factory.mktemp("pub") / "talk"
-    report = publish_json(talk_source, out, "--ladder", ladder_file)
-    return out, report
+
+    def build(folder: Path) -> dict:
+        return publish_json(talk_source, folder / "talk", "--ladder", ladder_file)
+
+    folder, report = built_once(tmp_path_factory, "pub-talk", build)
+    return folder / "talk", report
 
 
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory) -> tuple[Path, dict]:
     """A film clip with shot cuts and no audio, default ladder, 2 s segments."""
     src = media("video/tears_of_steel_360p_10s.mp4")
-    out = tmp_path_factory.mktemp("pub") / "scenes"
-    report = publish_json(src, out, "--segment-duration", "2", "--no-quality")
-    return out, report
+
+    def build(folder: Path) -> dict:
+        return publish_json(src, folder / "scenes", "--segment-duration", "2", "--no-quality")
+
+    folder, report = built_once(tmp_path_factory, "pub-scenes", build)
+    return folder / "scenes", report
