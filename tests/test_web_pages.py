@@ -113,7 +113,8 @@ class CuttingProxy:
                 upstream.sendall(history[sent:limit])
                 sent = limit
             if cut_at is not None and sent >= cut_at:
-                return  # the connection drops mid-body
+                time.sleep(1.0)  # the service reads what arrived, then the connection drops
+                return  # mid-body
 
     @staticmethod
     def _down(upstream: socket.socket, client: socket.socket) -> None:

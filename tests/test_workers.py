@@ -248,9 +248,9 @@ def test_a_job_killed_from_outside_is_retried_after_a_backoff(cluster, long_clip
                                   "--json", cwd=tmp_path)  # fmt: skip
     job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
     os.kill(job.pid, signal.SIGKILL)  # its command only (the out-of-memory killer, say)
-    retry = wait_for(lambda: store.get(job.id).args["worker"].get("retry_at"), 30,
+    retry = wait_for(lambda: store.get(job.id).args["worker"].get("retry_at"), 60,
                      "a retry to be due")  # fmt: skip
-    assert store.get(job.id).status == "interrupted" and retry > time.time() - 30
+    assert store.get(job.id).status == "interrupted" and retry > time.time() - 60
     _, stderr = follower.communicate(timeout=120)
     assert follower.returncode == 0, stderr  # it waited for the retry
     done = store.get(job.id)
@@ -281,7 +281,8 @@ def test_a_job_survives_a_redis_restart(cluster, long_clip, ladder, tmp_path):
 def test_cancel_stops_a_job_on_its_worker(cluster, long_clip, ladder, tmp_path):
     store = cluster.store()
     out = tmp_path / "stream"
-    follower = cluster.background("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+    slow = [a if a != "fast" else "best" for a in QUICK]  # still running when cancelled
+    follower = cluster.background("publish", long_clip, "-o", out, *slow, "--ladder", ladder,
                                   cwd=tmp_path)  # fmt: skip
     job = wait_for(lambda: running_with_progress(store), 60, "the job to run")
     worker = cluster.worker(job.args["worker"]["by"])
@@ -289,8 +290,8 @@ def test_cancel_stops_a_job_on_its_worker(cluster, long_clip, ladder, tmp_path):
     cancelled = cluster.cli("jobs", "cancel", job.id, "--json")
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cancelled.stdout)["cancel_requested"]
-    wait_for(lambda: store.get(job.id).status == "cancelled", 10, "the job to stop")
-    assert time.monotonic() - asked < 10
+    wait_for(lambda: store.get(job.id).status == "cancelled", 30, "the job to stop")
+    assert time.monotonic() - asked < 30
     _, stderr = follower.communicate(timeout=30)
     assert follower.returncode == 130, stderr
     assert f"error: job {job.id} cancelled" in stderr
