@@ -5,8 +5,9 @@ Claiming an output (overlap with inputs, locking, the final rename) is
 
 - :func:`scratch_dir` is a temporary working folder next to a path (same file system),
   always removed;
-- :func:`write_text_atomic` replaces one text file through a uniquely named temporary
-  sibling, so a reader sees the old file or the new, never half of one.
+- :func:`write_bytes_atomic` and :func:`write_text_atomic` replace one file through a
+  uniquely named temporary sibling, so a reader sees the old file or the new, never half
+  of one, and an interrupt (Ctrl-C, SIGTERM) at any moment leaves no temporary behind.
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ def scratch_dir(near: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling and rename it over ``path``."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling and rename it over ``path``; the temporary is
+    removed whatever stops the write, an interrupt included."""
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` as :func:`write_bytes_atomic` does."""
+    write_bytes_atomic(path, text.encode("utf-8"))

@@ -29,6 +29,7 @@ from reelforge.delivery.access import AccessDenied, AccessRule, Grant
 from reelforge.delivery.cache import IMMUTABLE
 from reelforge.delivery.signing import sign, verify
 from reelforge.errors import InputError
+from reelforge.fsutil import write_bytes_atomic
 from reelforge.images.encoders import FORMATS
 from reelforge.images.source import MAX_BYTES, MAX_PIXELS
 from reelforge.images.transform import MODES, render
@@ -117,7 +118,5 @@ class ImageService:
         folder = self.cache / key[:2]
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{key}.{ext}"
-        tmp = folder / f".{key}.{ext}.partial"
-        tmp.write_bytes(data)
-        tmp.replace(final)
+        write_bytes_atomic(final, data)  # two requests for one variant never share a temporary
         return final

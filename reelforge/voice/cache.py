@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from reelforge.config import user_cache_dir
+from reelforge.fsutil import write_bytes_atomic
 from reelforge.voice.backends.base import Synthesis
 
 
@@ -77,6 +77,4 @@ class ChunkCache:
         }
         buf = io.BytesIO()
         np.savez(buf, audio=synth.audio.astype(np.float32), meta=np.array(json.dumps(meta)))
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)
+        write_bytes_atomic(path, buf.getvalue())
