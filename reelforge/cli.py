@@ -24,9 +24,9 @@ from reelforge import __version__
 from reelforge.cli_delivery import cdn_app, gc, image_url, sign_app
 from reelforge.cli_jobs import jobs_app, recorded, watch
 from reelforge.cli_make import make as make_command
-from reelforge.cli_options import JsonOpt
+from reelforge.cli_options import JsonOpt, WorkersOpt
 from reelforge.cli_web import tokens_app, web
-from reelforge.cli_workers import WorkersOpt, list_workers, publish_on_workers, use_workers, worker
+from reelforge.cli_workers import list_workers, publish_on_workers, use_workers, worker
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
 from reelforge.media import ffmpeg  # light (the standard library): the signal handler uses it

@@ -26,7 +26,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reelforge.cli_options import JsonOpt
+from reelforge.cli_options import JsonOpt, WorkersOpt
 from reelforge.console import err_console, out_console
 from reelforge.errors import InputError
 
@@ -299,6 +299,17 @@ def show_job(
         out_console.print(table)
 
 
+def _watcher_reruns(job: Job) -> bool:
+    """Whether rerunning a watched file's job is the inbox's business (moving the file back
+    from ``failed/``, moving it there again if it fails): yes for a job run here, and for
+    one sent to the workers whose file is no longer in the inbox. A worker running a job a
+    watcher sent only runs its command: the watcher that follows it keeps the inbox."""
+    from reelforge.workers.lease import worker_info
+
+    info = job.args["watch"]
+    return not worker_info(job) or not (Path(info["inbox"]) / info["name"]).exists()
+
+
 def _retry_watched(job: Job, as_json: bool) -> None:
     from reelforge.pipeline.watch import Watcher
 
@@ -313,7 +324,7 @@ def _rerun(job: Job, as_json: bool) -> None:
     """Run ``job``'s recorded command in this process under the job's own id."""
     from reelforge.pipeline.runner import resuming
 
-    if "watch" in job.args:
+    if "watch" in job.args and _watcher_reruns(job):
         _retry_watched(job, as_json)
         return
     argv, cwd = job.args.get("argv"), job.args.get("cwd")
@@ -387,10 +398,12 @@ def cancel_job(
 
 
 @contextlib.contextmanager
-def _watch_output(as_json: bool):
+def _watch_output(as_json: bool, *, on_workers: bool = False):
     """``(emit, process)``: events as JSON lines or lines of text; each job's command run
-    in-process under its id, its own output swallowed (the events say what happened)."""
-    from reelforge.pipeline.runner import JsonLinesSink, reporting, resuming
+    in-process under its id, its own output swallowed (the events say what happened), or,
+    ``on_workers``, sent to the workers and followed through the job store until it ends
+    (a job that did not end ``done`` raises the error a run here would have raised)."""
+    from reelforge.pipeline.runner import JsonLinesSink, NullSink, reporting, resuming
 
     stdout = sys.stdout
     sink = JsonLinesSink(stdout) if as_json else None
@@ -422,7 +435,12 @@ def _watch_output(as_json: bool):
         ):
             run_command(job.kind, [str(a) for a in job.args["argv"]], as_json=True)
 
-    yield emit, process
+    def process_on_workers(job: Job) -> None:
+        from reelforge.cli_workers import follow_on_workers
+
+        follow_on_workers(job, sink or NullSink())
+
+    yield emit, process_on_workers if on_workers else process
 
 
 def _check_passthrough(command: str, extra: list[str]) -> None:
@@ -458,13 +476,18 @@ def watch(
         str | None, typer.Option("--formats", help="Images: formats (see images).")
     ] = None,
     as_json: JsonOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Publish every video, and make an image set of every picture, that lands in INBOX.
 
     Videos go to LIBRARY/<stem>/ (a stream), pictures to LIBRARY/images/<stem>/, each once
     (by content), each a job; failures move to INBOX/failed/ with NAME.error.txt. Other
     options (--preset fast, --no-quality, ...) are passed on to publish. SIGTERM or Ctrl-C
-    stops after removing partial output; the interrupted job resumes on the next start."""
+    stops after removing partial output; the interrupted job resumes on the next start.
+    With a broker set (REELFORGE_BROKER) each job runs on the workers, one at a time, and
+    the inbox and library must be a folder the workers share; stopping the watcher leaves
+    a job sent to them running there."""
+    from reelforge.cli_workers import use_workers
     from reelforge.media import ffmpeg
     from reelforge.pipeline.watch import Watcher
 
@@ -476,7 +499,7 @@ def watch(
                   *(["--formats", formats] if formats else [])]  # fmt: skip
     _check_passthrough("images", image_args)
     library.mkdir(parents=True, exist_ok=True)
-    with _watch_output(as_json) as (emit, process):
+    with _watch_output(as_json, on_workers=use_workers(workers)) as (emit, process):
         watcher = Watcher(open_state(), inbox, library, process, settle=settle,
                           publish_args=extra, image_args=image_args, on_event=emit)  # fmt: skip
         if not as_json:

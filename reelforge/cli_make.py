@@ -16,8 +16,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from reelforge.cli_options import JsonOpt
-from reelforge.cli_workers import WorkersOpt, make_on_workers, use_workers
+from reelforge.cli_options import JsonOpt, WorkersOpt
+from reelforge.cli_workers import make_on_workers, use_workers
 from reelforge.console import out_console
 
 

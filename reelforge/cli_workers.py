@@ -7,9 +7,11 @@ Contract:
   is ready; SIGTERM or Ctrl-C interrupts its running jobs (they resume on another worker)
   and stops it (see :mod:`reelforge.workers.celery`).
 - ``workers`` lists the live workers, their queues and the jobs they run (``--json``).
-- ``publish`` and ``make`` take ``--workers/--local`` (:data:`WorkersOpt`): with a broker
-  set they run on the workers unless ``--local`` is given (:func:`use_workers`); a command
-  that a job runs (``jobs run|retry``, ``watch``) always runs where it is.
+- ``publish``, ``make`` and ``watch`` take ``--workers/--local``
+  (:data:`reelforge.cli_options.WorkersOpt`): with a broker set they run on the workers
+  unless ``--local`` is given (:func:`use_workers`); a command that a job runs
+  (``jobs run|retry``) always runs where it is. ``watch`` stays here and sends each file's
+  job to the workers (:func:`follow_on_workers`).
   :func:`run_on_workers` queues the command as a job with its arguments and working
   folder, sends it, and follows it through the job store with the same progress bar or
   JSON lines and the same exit code and error line as a run here; Ctrl-C cancels the job.
@@ -39,14 +41,8 @@ from reelforge.errors import InputError, ReelforgeError
 if TYPE_CHECKING:
     from reelforge.pipeline.jobs import Job
 
-WorkersOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--workers/--local",
-        help="Run on the Celery workers (the default when REELFORGE_BROKER is set) or here.",
-    ),
-]
 CANCEL_WAIT_S = 15.0  # how long Ctrl-C waits for a cancelled job to stop on its worker
+SEND_RETRY_S = 2.0  # how often a watcher tries again to send a job while the broker is away
 
 
 def _app():
@@ -182,6 +178,33 @@ def run_on_workers(kind: str, output: str | Path, *, json_lines: bool,
     if job.status != DONE:
         raise dispatch.job_error(job)
     return job_id, dispatch.printed_result(app, task_id)
+
+
+def follow_on_workers(job: Job, sink) -> None:
+    """Send a recorded job (a watched file's) to the workers and follow it into ``sink``
+    until it ends; a job that did not end ``done`` raises its error. Ctrl-C stops only the
+    following: the job goes on on its worker, and the watcher's next start finds it."""
+    from reelforge.cli import settings
+    from reelforge.cli_jobs import open_state
+    from reelforge.pipeline.jobs import DONE
+    from reelforge.workers import dispatch
+
+    store, app, warned = open_state().store, _app(), False
+    while True:
+        try:
+            dispatch.send(app, store, store.get(job.id))
+            break
+        except Exception as exc:  # the broker is away: a watcher waits for it to come back
+            if not warned:
+                err_console.print(f"[yellow]warning:[/] cannot send job {job.id} to the "
+                                  f"workers ({escape(str(exc))}); trying again",
+                                  highlight=False)  # fmt: skip
+                warned = True
+            time.sleep(SEND_RETRY_S)
+    ended = dispatch.follow(store, job.id, sink,
+                            visibility_timeout=settings().worker_visibility_timeout)  # fmt: skip
+    if ended.status != DONE:
+        raise dispatch.job_error(ended)
 
 
 def _cancel(app, store, job_id: str, task_id: str) -> None:

@@ -376,3 +376,34 @@ def test_chunks_as_tasks_give_the_chunks_a_local_pool_gives(cluster, tmp_path):
     assert names(there) == names(here)  # named by their bytes: the same chunks
     for r in there:
         assert (tmp_path / "there" / r.folder / chunks.RESULT).is_file()
+
+
+def test_watch_sends_each_file_to_the_workers(cluster, tmp_path):
+    """The watcher keeps the inbox (a failed file moved to failed/ with its error, once) and
+    the workers run the jobs; a second run finds everything done."""
+    inbox, library = tmp_path / "inbox", tmp_path / "library"
+    inbox.mkdir()
+    (inbox / "clip.mp4").write_bytes(media("video/bbb_720p_2s_h264.mp4").read_bytes())
+    (inbox / "notes.mp4").write_text("this is not a video\n" * 50)
+    old = time.time() - 60
+    for path in inbox.iterdir():
+        os.utime(path, (old, old))
+    watch = ("watch", inbox, "-o", library, "--once", "--settle", "0", "--json", *QUICK)
+    first = cluster.cli(*watch, timeout=240)
+    assert first.returncode == 0, first.stderr
+    events = [json.loads(ln) for ln in first.stdout.splitlines()]
+    ends = {e["file"]: e["event"] for e in events if e.get("event") in ("done", "failed")}
+    assert ends == {"clip.mp4": "done", "notes.mp4": "failed"}
+    assert any("progress" in e for e in events)  # the worker's progress, followed
+    assert_stream(library / "clip")
+    assert (inbox / "failed" / "notes.mp4").is_file()
+    assert "notes.mp4" in (inbox / "failed" / "notes.mp4.error.txt").read_text()
+    assert sorted(p.name for p in inbox.iterdir()) == [".reelforge-watch.lock", "clip.mp4",
+                                                       "failed"]  # fmt: skip
+    store = cluster.store()
+    for job in store.list(limit=2, kind="publish"):
+        assert job.args["worker"]["by"] in ("w1@test", "w2@test"), job
+        assert job.attempts == 1
+    again = cluster.cli(*watch, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(ln)["event"] for ln in again.stdout.splitlines()] == ["skipped"]
