@@ -38,7 +38,10 @@ Hosted APIs (:class:`Services`): the API keys (:data:`API_KEYS`) come from the e
 only, never from the file, and never show in a ``repr``; their base-URL overrides
 (:data:`API_URLS`, named in the file in lower case: ``sync_api_url = "..."``), the retry
 backoff (``http_backoff``, ``REELFORGE_HTTP_BACKOFF``, seconds) and Sonic's model version
-(``sonic_version``, ``REELFORGE_SONIC_VERSION``) may come from either.
+(``sonic_version``, ``REELFORGE_SONIC_VERSION``) may come from either. Services that fetch
+their inputs by URL (Tavus, Vozo) get them from ``staging`` (``REELFORGE_STAGING``,
+``s3://BUCKET/PREFIX``) through presigned GET URLs that expire after ``staging_expiry``
+seconds (``REELFORGE_STAGING_EXPIRY``, default 900).
 """
 
 from __future__ import annotations
@@ -56,10 +59,13 @@ from reelforge.errors import InputError
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The hosted APIs' key variables, read from the environment only.
-API_KEYS = ("FAL_KEY", "SEGMIND_API_KEY", "SYNC_API_KEY", "REPLICATE_API_TOKEN", "DID_API_KEY")
+API_KEYS = ("FAL_KEY", "SEGMIND_API_KEY", "SYNC_API_KEY", "REPLICATE_API_TOKEN", "DID_API_KEY",
+            "TAVUS_API_KEY", "HEYGEN_API_KEY", "SYNTHESIA_API_KEY", "VOZO_API_KEY")  # fmt: skip
 # Their base-URL overrides (a proxy, a test server), from the environment or the file.
 API_URLS = ("FAL_QUEUE_URL", "FAL_REST_URL", "SEGMIND_API_URL", "SYNC_API_URL",
-            "REPLICATE_API_URL", "DID_API_URL")  # fmt: skip
+            "REPLICATE_API_URL", "DID_API_URL", "TAVUS_API_URL", "HEYGEN_API_URL",
+            "HEYGEN_UPLOAD_URL", "SYNTHESIA_API_URL", "SYNTHESIA_UPLOAD_URL",
+            "VOZO_API_URL")  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)
@@ -72,6 +78,8 @@ class Services:
     urls: Mapping[str, str] = field(default_factory=dict)
     http_backoff: float = 1.0
     sonic_version: str | None = None
+    staging: str | None = None  # s3://BUCKET/PREFIX for inputs fetched by URL
+    staging_expiry: float = 900.0  # seconds a presigned input URL stays valid
 
     def __post_init__(self) -> None:
         keys = {k: v.strip() for k, v in dict(self.keys).items() if v and v.strip()}
@@ -93,7 +101,8 @@ class Services:
     def __repr__(self) -> str:
         return (
             f"Services(keys={sorted(self.keys)}, urls={dict(self.urls)}, "
-            f"http_backoff={self.http_backoff}, sonic_version={self.sonic_version!r})"
+            f"http_backoff={self.http_backoff}, sonic_version={self.sonic_version!r}, "
+            f"staging={self.staging!r}, staging_expiry={self.staging_expiry})"
         )
 
 
@@ -163,6 +172,8 @@ _ENV = {
     "user_cache_dir": "REELFORGE_CACHE_DIR",
     "http_backoff": "REELFORGE_HTTP_BACKOFF",
     "sonic_version": "REELFORGE_SONIC_VERSION",
+    "staging": "REELFORGE_STAGING",
+    "staging_expiry": "REELFORGE_STAGING_EXPIRY",
     "broker": "REELFORGE_BROKER",
     "worker_visibility_timeout": "REELFORGE_WORKER_VISIBILITY_TIMEOUT",
     "worker_max_retries": "REELFORGE_WORKER_MAX_RETRIES",
@@ -236,6 +247,15 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     except ValueError:
         raise InputError("REELFORGE_WORKER_VISIBILITY_TIMEOUT must be a number of seconds and "
                          "REELFORGE_WORKER_MAX_RETRIES a whole number") from None  # fmt: skip
+    try:
+        staging_expiry = float(raw.get("staging_expiry") or "900")
+    except ValueError:
+        raise InputError("REELFORGE_STAGING_EXPIRY must be a number of seconds") from None
+    if not 1 <= staging_expiry <= 604800:
+        raise InputError("REELFORGE_STAGING_EXPIRY must be 1 to 604800 seconds (7 days)")
+    staging = raw.get("staging") or None
+    if staging and not staging.startswith("s3://"):
+        raise InputError("REELFORGE_STAGING must be an s3://BUCKET/PREFIX location")
     if visibility <= 0 or retries < 0:
         raise InputError("REELFORGE_WORKER_VISIBILITY_TIMEOUT must be above 0 and "
                          "REELFORGE_WORKER_MAX_RETRIES 0 or more")  # fmt: skip
@@ -244,6 +264,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         urls={var: raw[var.lower()] for var in API_URLS if raw.get(var.lower())},
         http_backoff=backoff,
         sonic_version=raw.get("sonic_version") or None,
+        staging=staging,
+        staging_expiry=staging_expiry,
     )
     cache_root = raw.get("user_cache_dir")
     return Config(

@@ -3,8 +3,8 @@ behind :class:`HostedBackend`.
 
 Contract: :func:`local_renderer` builds the local renderer called ``name`` (``viseme``,
 ``wav2lip``) for a :class:`RenderJob`; :func:`hosted` the hosted backend called ``name``
-(``syncso``, ``fal``, ``sonic``, ``did``), with its key and URLs from the
-:class:`~reelforge.config.Services` given (a missing key is an
+(``syncso``, ``fal``, ``sonic``, ``did``, ``tavus``, ``heygen``, ``synthesia``, ``vozo``),
+with its key and URLs from the :class:`~reelforge.config.Services` given (a missing key is an
 :class:`~reelforge.errors.InputError` naming its variable); :data:`NAMES` lists them all,
 local first. A renderer's :meth:`Renderer.run` turns ``(index, RGB frame, face or None)``
 items into RGB frames of the same size, one per item, in order; a hosted backend's
@@ -101,7 +101,7 @@ def _hosted_table() -> dict[str, Callable[..., HostedBackend]]:
     return HOSTED
 
 
-HOSTED_NAMES = ("syncso", "fal", "sonic", "did")
+HOSTED_NAMES = ("syncso", "fal", "sonic", "did", "tavus", "heygen", "synthesia", "vozo")
 NAMES = (*LOCAL, *HOSTED_NAMES)
 
 
