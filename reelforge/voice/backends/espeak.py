@@ -2,7 +2,9 @@
 
 libespeak-ng and its data come from the ``espeakng-loader`` wheel (no system package). Each
 speaker gets a distinct voice (language variant and pitch); word timings come from
-espeak's word events. Nonverbal cues become short pauses.
+espeak's word events, phone timings from its phoneme events (IPA names, as ARPAbet labels
+in ``extra["phones"]``: ``[label, start, end]`` in seconds of the chunk, the lip-sync step's
+input). Nonverbal cues become short pauses.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from reelforge.voice.script import VoiceSpec
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 INITIALIZE_DONT_EXIT = 0x8000
+INITIALIZE_PHONEME_EVENTS, INITIALIZE_PHONEME_IPA = 0x0001, 0x0002
 CHARS_UTF8 = 1
 EVENT_WORD = 1
+EVENT_END, EVENT_PHONEME = 5, 7
 PARAM_RATE, PARAM_PITCH = 1, 3
 # A distinct default voice per speaker: (espeak voice name, pitch 0-100).
 SPEAKER_VOICES = [("en-us", 45), ("en-us+f3", 60), ("en-gb", 40), ("en-gb+f2", 65),
@@ -61,13 +65,15 @@ class _Engine:
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         data = espeakng_loader.get_data_path().encode()
         self.lib.espeak_Initialize.restype = ctypes.c_int
-        rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data, INITIALIZE_DONT_EXIT)
+        options = INITIALIZE_DONT_EXIT | INITIALIZE_PHONEME_EVENTS | INITIALIZE_PHONEME_IPA
+        rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data, options)
         if rate <= 0:
             raise ReelforgeError("espeak-ng failed to initialise")
         self.sample_rate = rate
         self.lock = threading.Lock()
         self._samples: list[np.ndarray] = []
         self._words: list[tuple[int, int, int]] = []
+        self._phones: list[tuple[int, str]] = []
         self._callback = CALLBACK(self._on_audio)
         self.lib.espeak_SetSynthCallback(self._callback)
         self.lib.espeak_Synth.argtypes = [
@@ -83,21 +89,28 @@ class _Engine:
             if events[i].type == EVENT_WORD:
                 e = events[i]
                 self._words.append((e.audio_position, e.text_position, e.length))
+            elif events[i].type == EVENT_PHONEME:
+                e = events[i]
+                self._phones.append((e.audio_position, e.id.decode("utf-8", "replace")))
             i += 1
         return 0
 
-    def speak(self, text: str, voice: str, pitch: int, rate_wpm: int) -> tuple[np.ndarray, list]:
+    def speak(
+        self, text: str, voice: str, pitch: int, rate_wpm: int
+    ) -> tuple[np.ndarray, list, list]:
+        """The audio, the word events (ms, text position, length) and the phoneme events
+        (ms, IPA name) of ``text``."""
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ReelforgeError(f"espeak-ng has no voice {voice!r}")
             self.lib.espeak_SetParameter(PARAM_PITCH, pitch, 0)
             self.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
-            self._samples, self._words = [], []
+            self._samples, self._words, self._phones = [], [], []
             data = text.encode("utf-8")
             self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, CHARS_UTF8, None, None)
             self.lib.espeak_Synchronize()
             pcm = np.concatenate(self._samples) if self._samples else np.zeros(0, np.int16)
-            return pcm.astype(np.float32) / 32768.0, list(self._words)
+            return pcm.astype(np.float32) / 32768.0, list(self._words), list(self._phones)
 
 
 @cache
@@ -126,6 +139,7 @@ class EspeakBackend(BackendDefaults):
         parts: list[np.ndarray] = []
         bounds: list[tuple[float, float]] = []
         words: list[dict] = []
+        phones: list[list] = []
         cursor = 0
         for n, line in enumerate(chunk.lines):
             if n:
@@ -137,7 +151,8 @@ class EspeakBackend(BackendDefaults):
                 if piece.kind == "cue":
                     audio = silence(CUE_PAUSE, rate)
                 else:
-                    audio, events = eng.speak(piece.text, voice, pitch, self.rate_wpm)
+                    audio, events, phone_events = eng.speak(piece.text, voice, pitch, self.rate_wpm)
+                    phones.extend(_phones(phone_events, cursor / rate, audio.size / rate))
                     for ms, pos, length in events:
                         words.append({
                             "turn": line.turn,
@@ -148,4 +163,30 @@ class EspeakBackend(BackendDefaults):
                 cursor += audio.size
             bounds.append((start / rate, cursor / rate))
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        return Synthesis(audio, rate, bounds, self.model, extra={"words": words})
+        return Synthesis(audio, rate, bounds, self.model, extra={"words": words, "phones": phones})
+
+
+def _phones(events: list[tuple[int, str]], offset: float, duration: float) -> list[list]:
+    """``[label, start, end]`` per phone from phoneme events (each ends where the next
+    begins, the last at the audio's end); an event with no name lengthens the phone before
+    it; pauses and unknown symbols become ``SIL``."""
+    from reelforge.voice.phones import SILENCE, from_ipa
+
+    out: list[list] = []
+    for n, (ms, name) in enumerate(events):
+        start = ms / 1000
+        end = events[n + 1][0] / 1000 if n + 1 < len(events) else duration
+        if end <= start:
+            continue
+        if not name.strip() and out:
+            out[-1][2] = round(offset + end, 3)
+            continue
+        labels = from_ipa(name) or [SILENCE]
+        step = (end - start) / len(labels)  # a diphthong with r: shared evenly
+        for k, label in enumerate(labels):
+            a, b = offset + start + k * step, offset + start + (k + 1) * step
+            if out and label == SILENCE and out[-1][0] == SILENCE:
+                out[-1][2] = round(b, 3)
+            else:
+                out.append([label, round(a, 3), round(b, 3)])
+    return out
