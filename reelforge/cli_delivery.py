@@ -9,6 +9,8 @@ for bad input. Keys come from the environment and are never printed.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -168,30 +170,65 @@ cdn_app = typer.Typer(help="Edge cache configurations: nginx, CloudFront.", no_a
 @cdn_app.command("nginx")
 def cdn_nginx(
     output: Annotated[Path, typer.Option("-o", "--output", help="nginx.conf to write.")],
-    origin: Annotated[str, typer.Option("--origin", help="host:port of reelforge serve.")],
-    listen: Annotated[str, typer.Option("--listen", help="Edge address.")] = "127.0.0.1:8080",
+    origin: Annotated[str, typer.Option("--origin", help="host:port of reelforge serve (or web).")],
+    serve: Annotated[
+        Path | None,
+        typer.Option("--serve", help="Be the origin: serve this published root with nginx."),
+    ] = None,
+    listen: Annotated[str, typer.Option("--listen", help="Address nginx listens on.")] = (
+        "127.0.0.1:8080"
+    ),
     prefix: Annotated[
         Path | None, typer.Option("--prefix", help="Folder for cache, logs, temp files.")
     ] = None,
     manifest_ttl: Annotated[
-        int, typer.Option("--manifest-ttl", help="Fallback manifest TTL (s).")
-    ] = 60,
+        int | None,
+        typer.Option(
+            "--manifest-ttl",
+            help="Manifest TTL (s): the edge's fallback (60); with --serve, the manifests' "
+            "max-age (default REELFORGE_MANIFEST_MAX_AGE, as reelforge serve).",
+        ),
+    ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Account nginx workers run as.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """An nginx edge cache config (cache lock, stale-while-revalidate, slices) for the origin."""
-    from reelforge.delivery.cdn import nginx_config
+    """An nginx edge cache config (cache lock, stale-while-revalidate, slices) for the origin,
+    or with --serve an nginx origin that sends the root's files itself and asks the app
+    only for tokens, pages, images and the API."""
     from reelforge.fsutil import write_text_atomic
 
-    prefix = (prefix or output.parent / "edge").absolute()
-    if manifest_ttl < 0:
+    if manifest_ttl is not None and manifest_ttl < 0:
         raise InputError("--manifest-ttl must be 0 or more")
-    for sub in ("cache", "tmp"):
+    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}|\d{1,5}", listen):
+        raise InputError(f"--listen must be HOST:PORT or PORT, not {listen!r}", option="--listen")
+    if not re.fullmatch(r"(http://)?\[?[\w.:-]+\]?:\d{1,5}/?", origin):
+        raise InputError(f"--origin must be HOST:PORT, not {origin!r}", option="--origin")
+    prefix = (prefix or output.parent / ("origin" if serve is not None else "edge")).absolute()
+    if serve is not None:
+        from reelforge import config
+        from reelforge.delivery.nginx_origin import nginx_origin_config
+
+        if not serve.is_dir():
+            raise InputError("is not a folder", path=serve)
+        try:
+            text = nginx_origin_config(
+                root=os.path.realpath(serve), origin=origin, listen=listen, prefix=str(prefix),
+                manifest_max_age=manifest_ttl if manifest_ttl is not None
+                else config.load().manifest_max_age, user=user)  # fmt: skip
+        except ValueError as exc:
+            raise InputError(str(exc), path=serve) from None
+        subs = ("tmp", "tokens", "empty")
+    else:
+        from reelforge.delivery.cdn import nginx_config
+
+        text = nginx_config(origin=origin, listen=listen, prefix=str(prefix),
+                            manifest_ttl=60 if manifest_ttl is None else manifest_ttl,
+                            user=user)  # fmt: skip
+        subs = ("cache", "tmp")
+    for sub in subs:
         (prefix / sub).mkdir(parents=True, exist_ok=True)
-    text = nginx_config(origin=origin, listen=listen, prefix=str(prefix),
-                        manifest_ttl=manifest_ttl, user=user)  # fmt: skip
     write_text_atomic(output, text)
     if as_json:
         print(json.dumps({"config": str(output.absolute()), "prefix": str(prefix)}))

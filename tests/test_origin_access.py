@@ -16,7 +16,8 @@ import time
 
 import httpx
 import pytest
-from conftest import Server, assert_refused, run_cli
+from conftest import assert_refused, run_cli
+from origins import start_origin
 from PIL import Image
 
 from reelforge.delivery.app import ErrorLog
@@ -78,10 +79,10 @@ def _token(prefix: str, seconds: int = 600) -> str:
 ENV = {"REELFORGE_PLAYBACK_KEY": KEY, "REELFORGE_IMAGE_UNSIGNED": "1"}
 
 
-@pytest.fixture(scope="module", params=["granian", "uvicorn"])
+@pytest.fixture(scope="module", params=["granian", "uvicorn", "nginx"])
 def origin(request, tree):
     root, _ = tree
-    server = Server(root, request.param, env=ENV)
+    server = start_origin(request.param, root, env=ENV)
     yield server, root
     server.stop()
 
@@ -192,9 +193,10 @@ def test_file_system_errors_are_404_never_500(origin):
         assert OUTSIDE.encode() not in body
 
 
-def test_root_private_marker_and_root_tokens(tree):
+@pytest.mark.parametrize("kind", ["serve", "nginx"])
+def test_root_private_marker_and_root_tokens(tree, kind):
     root, _ = tree
-    server = Server(root / "priv", env=ENV)
+    server = start_origin(kind, root / "priv", env=ENV)
     try:
         for target in ("/", "/media/master.m3u8", "/media/notes.txt"):
             assert raw(server.port, target)[0] == 403, target
@@ -205,7 +207,7 @@ def test_root_private_marker_and_root_tokens(tree):
     finally:
         server.stop()
     # a root that is not itself a stream: a "." token opens nothing
-    server = Server(root, env=ENV)
+    server = start_origin(kind, root, env=ENV)
     try:
         assert raw(server.port, f"/p/{_token('.')}/priv/master.m3u8")[0] == 403
     finally:

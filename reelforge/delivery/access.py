@@ -34,7 +34,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from reelforge.delivery.signing import TokenError, read_token
+from reelforge.delivery.signing import TokenError, read_token_expiry
 from reelforge.layout import MASTER
 
 PRIVATE_MARKER = ".private"
@@ -115,13 +115,17 @@ class AccessRule:
 
     def scope(self, token: str, now: float | None = None) -> str:
         """The root-relative real folder a valid token opens (``""`` for the root)."""
+        return self.token_scope(token, now)[0]
+
+    def token_scope(self, token: str, now: float | None = None) -> tuple[str, int]:
+        """:meth:`scope` and the token's expiry (Unix seconds)."""
         if self.key is None:
             raise AccessDenied(404, "signed playback is not configured")
         try:
-            prefix = read_token(self.key, token, now)
+            prefix, expires = read_token_expiry(self.key, token, now)
         except TokenError as exc:
             raise AccessDenied(exc.status, str(exc)) from None
-        return self.stream_scope(prefix)
+        return self.stream_scope(prefix), expires
 
     def stream_scope(self, prefix: str) -> str:
         """The root-relative real folder of the stream ``prefix`` names (``.``: the root,

@@ -6,7 +6,11 @@ ETag/Last-Modified validators, streaming MIME types, Cache-Control by asset clas
 player for a stream at the root, or a list of the streams one level down that the caller
 may play (``/watch/<name>``; ``/p/<token>/watch/<name>`` and ``/p/<token>/`` for private
 ones); ``/player/`` serves hls.js as installed by set-up; ``/img/...`` resizes images on
-the fly (see :mod:`reelforge.delivery.image_service`). What any route may read is decided
+the fly (see :mod:`reelforge.delivery.image_service`); ``/_reelforge/token/<token>`` tells
+an nginx origin in front (:mod:`reelforge.delivery.nginx_origin`) which stream folder a
+token opens (200 with ``X-Reelforge-Scope: /SCOPE/``, ``/`` for the root, and
+``X-Accel-Expires`` up to the token's last valid second) or that it opens nothing (403,
+kept for a few seconds). What any route may read is decided
 by one :class:`~reelforge.delivery.access.AccessRule` on the resolved real path. No
 request a client can make gets a 5xx; a 5xx that happens anyway is logged with its
 traceback.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -40,6 +45,7 @@ from reelforge.delivery.cache import (
 )
 from reelforge.delivery.compress import choose_encoding, compressed_response, is_compressible
 from reelforge.delivery.image_service import ImageService
+from reelforge.delivery.nginx_origin import DENIED_TTL, GRANT_TTL_CAP, SCOPE_HEADER
 from reelforge.delivery.player import PlayerPages
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -168,6 +174,27 @@ def _index_page(links: list[tuple[str, str]]) -> HTMLResponse:
     )
 
 
+def _scope_header(scope: str) -> str | None:
+    """``/SCOPE/`` (``/`` for the root) when nginx can compare it byte for byte with a
+    decoded request path: printable ASCII without ``|``; else None."""
+    value = f"/{scope}/" if scope else "/"
+    return value if value.isascii() and value.isprintable() and "|" not in value else None
+
+
+def token_answer(access: AccessRule, token: str, now: float | None = None) -> Response:
+    """The token endpoint's answer for ``token`` (see the module docstring)."""
+    now = time.time() if now is None else now
+    try:
+        scope, expires = access.token_scope(token, now)
+    except AccessDenied:
+        scope, expires = None, 0
+    value = _scope_header(scope) if scope is not None else None
+    if value is None:
+        return Response(status_code=403, headers={"X-Accel-Expires": str(DENIED_TTL)})
+    until = min(expires - 1, int(now) + GRANT_TTL_CAP)
+    return Response(headers={SCOPE_HEADER: value, "X-Accel-Expires": f"@{until}"})
+
+
 def create_app(root: str | Path | None = None, cfg: config.Config | None = None) -> Starlette:
     """Build the origin for the folder or ``s3://`` location ``root`` (default: the
     settings' ``serve_root``) with the settings ``cfg`` (default: :func:`config.load`)."""
@@ -223,6 +250,9 @@ def create_app(root: str | Path | None = None, cfg: config.Config | None = None)
     async def unsigned(request: Request) -> Response:
         return await media.serve(request, request.path_params["path"])
 
+    async def token_scope(request: Request) -> Response:
+        return token_answer(access, request.path_params["token"])
+
     images = ImageService(access, cfg.image_cache or root / ".cache" / "images",
                           cfg.image_key, cfg.image_unsigned)  # fmt: skip
     routes = [
@@ -232,6 +262,7 @@ def create_app(root: str | Path | None = None, cfg: config.Config | None = None)
         Route("/img/{signature}/{size}/{mode}/{path:path}", images.handle, methods=["GET", "HEAD"]),
         Route("/watch/{name:path}", watch, methods=["GET", "HEAD"]),
         Route("/media/{path:path}", unsigned, methods=["GET", "HEAD"]),
+        Route("/_reelforge/token/{token}", token_scope, methods=["GET", "HEAD"]),
     ]
     if cfg.player_assets is not None:
         routes.append(Mount("/player", PlayerAssets(directory=cfg.player_assets)))

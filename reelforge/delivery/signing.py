@@ -67,6 +67,11 @@ def valid_prefix(prefix: str) -> bool:
 def read_token(key: bytes, token: str, now: float | None = None) -> str:
     """The prefix a genuine, unexpired token was made for; else :class:`TokenError`.
     Tokens without a normalised prefix (an empty one opened everything) are refused."""
+    return read_token_expiry(key, token, now)[0]
+
+
+def read_token_expiry(key: bytes, token: str, now: float | None = None) -> tuple[str, int]:
+    """:func:`read_token`'s prefix and the token's expiry (Unix seconds)."""
     if len(token) > MAX_TOKEN or token.count(".") != 1:
         raise TokenError(403, "malformed token")
     encoded, signature = token.split(".")
@@ -82,4 +87,4 @@ def read_token(key: bytes, token: str, now: float | None = None) -> str:
         raise TokenError(403, "token has no stream scope")
     if (time.time() if now is None else now) >= expires:
         raise TokenError(410, "token expired")
-    return prefix
+    return prefix, expires
