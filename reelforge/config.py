@@ -39,7 +39,7 @@ only, never from the file, and never show in a ``repr``; their base-URL override
 (:data:`API_URLS`, named in the file in lower case: ``sync_api_url = "..."``), the retry
 backoff (``http_backoff``, ``REELFORGE_HTTP_BACKOFF``, seconds) and Sonic's model version
 (``sonic_version``, ``REELFORGE_SONIC_VERSION``) may come from either. Services that fetch
-their inputs by URL (Tavus, Vozo) get them from ``staging`` (``REELFORGE_STAGING``,
+their inputs by URL (Tavus, Vozo, LipDub) get them from ``staging`` (``REELFORGE_STAGING``,
 ``s3://BUCKET/PREFIX``) through presigned GET URLs that expire after ``staging_expiry``
 seconds (``REELFORGE_STAGING_EXPIRY``, default 900).
 """
@@ -60,12 +60,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The hosted APIs' key variables, read from the environment only.
 API_KEYS = ("FAL_KEY", "SEGMIND_API_KEY", "SYNC_API_KEY", "REPLICATE_API_TOKEN", "DID_API_KEY",
-            "TAVUS_API_KEY", "HEYGEN_API_KEY", "SYNTHESIA_API_KEY", "VOZO_API_KEY")  # fmt: skip
+            "TAVUS_API_KEY", "HEYGEN_API_KEY", "SYNTHESIA_API_KEY", "VOZO_API_KEY",
+            "LIPDUB_API_KEY")  # fmt: skip
 # Their base-URL overrides (a proxy, a test server), from the environment or the file.
 API_URLS = ("FAL_QUEUE_URL", "FAL_REST_URL", "SEGMIND_API_URL", "SYNC_API_URL",
             "REPLICATE_API_URL", "DID_API_URL", "TAVUS_API_URL", "HEYGEN_API_URL",
             "HEYGEN_UPLOAD_URL", "SYNTHESIA_API_URL", "SYNTHESIA_UPLOAD_URL",
-            "VOZO_API_URL")  # fmt: skip
+            "VOZO_API_URL", "LIPDUB_API_URL")  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)

@@ -293,3 +293,50 @@ class FakeVozo(FakeLipsyncApi):
                 h, 200, {"status": "done", "video_url": f"{self.base}/files/result.mp4"}
             )
         return self.send(h, 404, {"code": "404", "message": "not found"})
+
+
+class FakeLipDub(FakeLipsyncApi):
+    """LipDub 2 direct renders: POST /v1/renders (video + audio URLs) -> tracking id;
+    GET /v1/renders/track/{id} -> dispatched with a generate_id; GET its status, then its
+    download link."""
+
+    key_header = "X-Api-Key"
+    key_value = "test-lipdub-key"
+    busy: ClassVar[dict] = {"message": "Too Many Requests"}
+
+    def route(self, h, method, body):
+        if method == "POST" and h.path == "/v1/renders":
+            video = self.fetch("video", body.get("video_url"))
+            audio = self.fetch("audio", body.get("audio_url"))
+            if not video or not audio or not body.get("output_filename"):
+                return self.send(
+                    h, 400, {"message": "video_url, audio_url and output_filename are required"}
+                )
+            return self.send(h, 202, {"data": {"tracking_id": "trk-1"}})
+        if method == "GET" and h.path == "/v1/renders/track/trk-1":
+            state = self.state()
+            if state == "running":
+                return self.send(h, 200, {"data": {"tracking_id": "trk-1", "status": "ingesting"}})
+            if state == "error":
+                return self.send(
+                    h,
+                    200,
+                    {
+                        "data": {
+                            "tracking_id": "trk-1",
+                            "status": "failed",
+                            "generate_id": None,
+                            "failure_reason": "no speaking face in the source video",
+                        }
+                    },
+                )
+            return self.send(
+                h,
+                200,
+                {"data": {"tracking_id": "trk-1", "status": "dispatched", "generate_id": 42}},
+            )
+        if method == "GET" and h.path == "/v1/renders/42/status":
+            return self.send(h, 200, {"data": {"generate_id": 42, "status": "finished"}})
+        if method == "GET" and h.path == "/v1/renders/42/download":
+            return self.send(h, 200, {"data": {"download_url": f"{self.base}/files/result.mp4"}})
+        return self.send(h, 404, {"message": "Not Found"})

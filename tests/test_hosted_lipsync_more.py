@@ -18,7 +18,14 @@ import httpx
 import numpy as np
 import pytest
 from conftest import free_port, media, run_cli, run_ffmpeg
-from fakes_lipsync import RETRY_AFTER, FakeHeyGen, FakeSynthesia, FakeTavus, FakeVozo
+from fakes_lipsync import (
+    RETRY_AFTER,
+    FakeHeyGen,
+    FakeLipDub,
+    FakeSynthesia,
+    FakeTavus,
+    FakeVozo,
+)
 from PIL import Image
 
 from reelforge.config import Services
@@ -49,12 +56,14 @@ SERVICES = {
         "anna_costume1_cameraA@en-GB",
     ),
     "vozo": (FakeVozo, "VOZO_API_KEY", "test-vozo-key", ("VOZO_API_URL",), "image", None),
+    "lipdub": (FakeLipDub, "LIPDUB_API_KEY", "test-lipdub-key", ("LIPDUB_API_URL",), "video", None),
 }
 REASONS = {
     "tavus": "ended as error: no face found in the video",
     "heygen": "ended as failed: face not detected",
     "synthesia": "ended as rejected",
     "vozo": "ended as failed: no speaking face found",
+    "lipdub": "ended as failed while fetching its sources: no speaking face in the source",
 }
 
 
@@ -186,7 +195,15 @@ def test_tavus_gets_presigned_urls_of_our_files(tmp_path, s3, results):
         _talk("tavus", fake, tmp_path / "out.mp4")
     finally:
         fake.close()
-    assert fake.fetched["video"] == media(GRID).read_bytes()
+    # Tavus takes MP4: the MPEG-PS clip went as an H.264 MP4 of the same frames; the WAV as is.
+    sent_video = _write(tmp_path / "sent.mp4", fake.fetched["video"])
+    with av.open(sent_video) as got, av.open(str(media(GRID))) as source:
+        assert got.format.name.startswith("mov,mp4")
+        v = got.streams.video[0]
+        assert (v.codec_context.name, v.width, v.height) == ("h264", 360, 288)
+        assert not got.streams.audio
+        frames = sum(1 for _ in got.decode(video=0))
+        assert frames == sum(1 for _ in source.decode(video=0))
     assert fake.fetched["audio"] == media(SPEECH).read_bytes()
     sent = next(b for m, p, b in fake.requests if p == "/v2/lipsync")
     query = parse_qs(urlparse(sent["original_video_url"]).query)
@@ -240,6 +257,16 @@ def _write(path: Path, data: bytes) -> str:
     return str(path)
 
 
+def test_inputs_in_a_taken_container_go_as_they_are(tmp_path):
+    from reelforge.lipsync.backends.prep import audio_as, video_as
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not decoded")
+    assert video_as(clip, (".mp4",), tmp_path) == clip
+    assert audio_as(media(SPEECH), (".wav",), tmp_path) == media(SPEECH)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 def test_synthesia_needs_an_avatar(tmp_path):
     with pytest.raises(InputError, match="--model AVATAR"):
         talk(
@@ -260,7 +287,9 @@ def test_vozo_dubs_a_video_too(tmp_path, s3, results):
         fake.close()
     sent = next(b for m, p, b in fake.requests if p == "/v1/video_generation")
     assert sent["reference_file_type"] == "video" and sent["model"] == "standard_v1"
-    assert fake.fetched["reference"] == media(GRID).read_bytes()
+    with av.open(_write(tmp_path / "ref.mp4", fake.fetched["reference"])) as got:
+        v = got.streams.video[0]  # .mpg is not a container Vozo takes: sent as H.264 MP4
+        assert (v.codec_context.name, v.width, v.height) == ("h264", 360, 288)
     assert report.job["input"] == "video"
 
 

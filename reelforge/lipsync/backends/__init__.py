@@ -3,13 +3,13 @@ behind :class:`HostedBackend`.
 
 Contract: :func:`local_renderer` builds the local renderer called ``name`` (``viseme``,
 ``wav2lip``) for a :class:`RenderJob`; :func:`hosted` the hosted backend called ``name``
-(``syncso``, ``fal``, ``sonic``, ``did``, ``tavus``, ``heygen``, ``synthesia``, ``vozo``),
-with its key and URLs from the :class:`~reelforge.config.Services` given (a missing key is an
-:class:`~reelforge.errors.InputError` naming its variable); :data:`NAMES` lists them all,
-local first. A renderer's :meth:`Renderer.run` turns ``(index, RGB frame, face or None)``
-items into RGB frames of the same size, one per item, in order; a hosted backend's
-``render`` sends the files to its service and returns the video's bytes and what the
-service said.
+(``syncso``, ``fal``, ``sonic``, ``did``, ``tavus``, ``heygen``, ``synthesia``, ``vozo``,
+``lipdub``), with its key and URLs from the :class:`~reelforge.config.Services` given (a
+missing key is an :class:`~reelforge.errors.InputError` naming its variable); :data:`NAMES`
+lists them all, local first. A renderer's :meth:`Renderer.run` turns ``(index, RGB frame,
+face or None)`` items into RGB frames of the same size, one per item, in order; a hosted
+backend's ``render`` sends the files to its service and returns the video's bytes and what
+the service said.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def _hosted_table() -> dict[str, Callable[..., HostedBackend]]:
     return HOSTED
 
 
-HOSTED_NAMES = ("syncso", "fal", "sonic", "did", "tavus", "heygen", "synthesia", "vozo")
+HOSTED_NAMES = ("syncso", "fal", "sonic", "did", "tavus", "heygen", "synthesia", "vozo",
+                "lipdub")  # fmt: skip
 NAMES = (*LOCAL, *HOSTED_NAMES)
 
 

@@ -21,8 +21,8 @@ failed or rejected job and a job that outlives ``timeout`` raise
   /v1/predictions`` with the model version and input, poll the prediction until
   ``succeeded``, download ``output``. ``REPLICATE_API_TOKEN`` as a Bearer token;
   ``REPLICATE_API_URL`` points elsewhere; ``REELFORGE_SONIC_VERSION`` picks the version.
-- ``did``, ``tavus``, ``heygen``, ``synthesia``, ``vozo``: see their modules in
-  :mod:`reelforge.lipsync.backends`.
+- ``did``, ``tavus``, ``heygen``, ``synthesia``, ``vozo``, ``lipdub``: see their modules
+  in :mod:`reelforge.lipsync.backends`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from reelforge.http.client import ApiClient
 from reelforge.http.fal import FalQueue
 from reelforge.lipsync.backends.did import DidBackend
 from reelforge.lipsync.backends.heygen import HeyGenBackend
+from reelforge.lipsync.backends.lipdub import LipDubBackend
 from reelforge.lipsync.backends.synthesia import SynthesiaBackend
 from reelforge.lipsync.backends.tavus import TavusBackend
 from reelforge.lipsync.backends.vozo import VozoBackend
@@ -174,4 +175,5 @@ class SonicBackend:
 
 HOSTED = {"syncso": SyncSoBackend, "fal": FalLipsyncBackend, "sonic": SonicBackend,
           "did": DidBackend, "tavus": TavusBackend, "heygen": HeyGenBackend,
-          "synthesia": SynthesiaBackend, "vozo": VozoBackend}  # fmt: skip
+          "synthesia": SynthesiaBackend, "vozo": VozoBackend,
+          "lipdub": LipDubBackend}  # fmt: skip

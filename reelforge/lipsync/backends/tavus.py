@@ -10,7 +10,8 @@ reports ``error``/``failed``, quoting the first of ``error``, ``error_message``,
 ``status_details`` it carries. The key is the :class:`~reelforge.config.Services`'
 ``TAVUS_API_KEY``, sent as ``x-api-key``; ``TAVUS_API_URL`` points elsewhere.
 
-The inputs reach Tavus through :class:`~reelforge.lipsync.backends.staging.Staging`
+Tavus takes MP4 video and MP3 or WAV audio (other containers are converted first). The
+inputs reach Tavus through :class:`~reelforge.lipsync.backends.staging.Staging`
 (``REELFORGE_STAGING``): uploaded to S3, read through presigned GET URLs that expire after
 ``REELFORGE_STAGING_EXPIRY`` seconds, and deleted when the job ends, however it ends. Tavus's
 API reference marks this endpoint deprecated ("no longer supported"); it is driven as
@@ -19,12 +20,13 @@ documented.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from reelforge.config import Services
 from reelforge.errors import BackendError
 from reelforge.http.client import ApiClient
-from reelforge.lipsync.backends.prep import reason
+from reelforge.lipsync.backends.prep import audio_as, reason, video_as
 from reelforge.lipsync.backends.staging import Staging
 
 API_URL = "https://tavusapi.com"
@@ -53,13 +55,18 @@ class TavusBackend:
     def render(self, visual: Path, audio: Path, sync_mode: str = "cut") -> tuple[bytes, dict]:
         """The re-lipped video's bytes and what Tavus said (Tavus has no sync-mode choice:
         our pipeline trims or pads the result to the audio)."""
-        with Staging(self.services, "Tavus", self.s3) as staging:
+        with (
+            tempfile.TemporaryDirectory(prefix="reelforge-tavus-") as tmp,
+            Staging(self.services, "Tavus", self.s3) as staging,
+        ):
+            video_url = staging.url(video_as(visual, (".mp4",), Path(tmp)))
+            audio_url = staging.url(audio_as(audio, (".mp3", ".wav"), Path(tmp)))
             created = self.client.request(
                 "POST",
                 f"{self.base}/v2/lipsync",
                 json={
-                    "original_video_url": staging.url(visual),
-                    "source_audio_url": staging.url(audio),
+                    "original_video_url": video_url,
+                    "source_audio_url": audio_url,
                     "lipsync_name": f"reelforge {visual.stem}",
                 },
             ).json()

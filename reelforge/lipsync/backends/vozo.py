@@ -9,24 +9,28 @@ slower, better) answers a ``task_id``; ``GET /v1/video_generation/{task_id}`` an
 ``err_message``) when it gives one. The key is the :class:`~reelforge.config.Services`'
 ``VOZO_API_KEY``, sent as ``Authorization: Bearer <key>``; ``VOZO_API_URL`` points elsewhere.
 
-Vozo downloads its inputs, so they go through
+Vozo takes .mp4/.mov/.webm/.avi/.wmv video and .wav/.mp3/.m4a audio (other containers are
+converted first). It downloads its inputs, so they go through
 :class:`~reelforge.lipsync.backends.staging.Staging` (``REELFORGE_STAGING``): presigned S3
 GET URLs with a short expiry, deleted when the job ends.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from reelforge.config import Services
 from reelforge.errors import BackendError, InputError
 from reelforge.http.client import ApiClient
-from reelforge.lipsync.backends.prep import reason
+from reelforge.lipsync.backends.prep import audio_as, reason, video_as
 from reelforge.lipsync.backends.staging import Staging
 
 API_URL = "https://api.vozo.ai"
 MODELS = ("standard_v1", "precision_v1")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi", ".wmv")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a")
 
 
 class VozoBackend:
@@ -60,14 +64,21 @@ class VozoBackend:
         """The talking video's bytes and what Vozo said (no sync-mode choice: the result is
         trimmed or padded to the audio by our pipeline)."""
         kind = "image" if visual.suffix.lower() in IMAGE_SUFFIXES else "video"
-        with Staging(self.services, "Vozo", self.s3) as staging:
+        with (
+            tempfile.TemporaryDirectory(prefix="reelforge-vozo-") as tmp,
+            Staging(self.services, "Vozo", self.s3) as staging,
+        ):
+            if kind == "video":
+                visual = video_as(visual, VIDEO_SUFFIXES, Path(tmp))
+            reference_url = staging.url(visual)
+            audio_url = staging.url(audio_as(audio, AUDIO_SUFFIXES, Path(tmp)))
             created = self.client.request(
                 "POST",
                 f"{self.base}/v1/video_generation",
                 json={
-                    "reference_file_url": staging.url(visual),
+                    "reference_file_url": reference_url,
                     "reference_file_type": kind,
-                    "audio_url": staging.url(audio),
+                    "audio_url": audio_url,
                     "model": self.model,
                 },
             ).json()
