@@ -517,6 +517,22 @@ def talk(
     motion: Annotated[
         bool, typer.Option("--motion/--no-motion", help="A portrait's slight head motion.")
     ] = True,
+    transcript: Annotated[
+        Path | None,
+        typer.Option(
+            "--transcript",
+            help="What is said (text, .srt or .vtt): aligned for the viseme mouth; "
+            "without it, phones are recognised from the audio.",
+        ),
+    ] = None,
+    mouth: Annotated[
+        str,
+        typer.Option(
+            "--mouth",
+            help="viseme: phones (mouth shapes from phone timings) or energy (loudness only, "
+            "any language).",
+        ),
+    ] = "phones",
     as_json: JsonOpt = False,
 ) -> None:
     """Make a portrait speak, or dub a video: a lip-synced, fast-start H.264 + AAC MP4."""
@@ -525,7 +541,7 @@ def talk(
 
     opts = TalkOptions(backend=backend, fps=fps, face_index=face_index, motion=motion,
                        sync_mode=sync_mode, model=model, checkpoint=checkpoint,
-                       device=device)  # fmt: skip
+                       device=device, transcript=transcript, mouth=mouth)  # fmt: skip
     with progress_bars(enabled=not as_json or err_console.is_terminal) as bars:
         report = run_talk(face, audio, output, opts, bars, video=video,
                           services=settings().services)  # fmt: skip

@@ -148,3 +148,28 @@ def test_several_faces_largest_by_default_and_face_index(tmp_path):
     # same region in both runs carries the same compression noise).
     assert changed[0][0] > 1.5 * changed[1][0]  # by default the larger face spoke
     assert changed[1][1] > 1.5 * changed[0][1]  # --face-index 1: the other one
+
+
+def test_transcript_aligns_phones_and_a_wrong_one_is_a_note(tmp_path):
+    face = media("faces/astronaut_eileen_collins.png")
+    audio = media("speech/LJ001-0002.wav")
+    good, wrong = tmp_path / "good.srt", tmp_path / "wrong.txt"
+    good.write_text("1\n00:00:00,000 --> 00:00:01,900\nIn being <i>comparatively</i> modern.\n")
+    wrong.write_text("Lay blue at X four now, please.")
+    reports = {}
+    for name, transcript in (("good", good), ("wrong", wrong)):
+        out = tmp_path / f"{name}.mp4"
+        result = run_cli("talk", "--face", face, "--audio", audio, "-o", out, "--no-motion",
+                         "--transcript", transcript, "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        reports[name] = json.loads(result.stdout)
+    assert reports["good"]["phones"]["method"] == "alignment"
+    assert reports["good"]["phones"]["words"] == 4 and not reports["good"]["notes"]
+    assert reports["wrong"]["phones"]["method"] == "recognition"
+    assert any("does not" in n and "recognised" in n for n in reports["wrong"]["notes"])
+    missing = tmp_path / "none.txt"
+    assert_refused(run_cli("talk", "--face", face, "--audio", audio, "-o", tmp_path / "x.mp4",
+                           "--transcript", missing), str(missing))  # fmt: skip
+    assert_refused(run_cli("talk", "--face", face, "--audio", audio, "-o", tmp_path / "x.mp4",
+                           "--mouth", "lips"), "--mouth")  # fmt: skip
+    assert not (tmp_path / "x.mp4").exists()

@@ -11,6 +11,13 @@ video being dubbed) speak ``audio``, with the backend named in :class:`TalkOptio
   as ``services`` (never part of the options or the report); their result is brought to the
   delivery format with our audio.
 
+The ``viseme`` renderer shapes the mouth from phone timings (``mouth="phones"``, the
+default): the ``transcript`` (text, or a subtitle file's cues) force-aligned to the audio,
+else phones recognised from it (see :mod:`reelforge.voice.phones`); a transcript that does
+not fit is a note, never an error. ``mouth="energy"`` opens the mouth with the speech's
+loudness alone (any language, no phone models). The report's ``phones`` says how the
+timings were found.
+
 The output is H.264 + AAC, fast start: at ``fps`` (25 by default) for a portrait, at the
 source's size and frame rate for a video (a phone video's rotation applied). When audio and
 video differ in length, ``sync_mode`` decides (see
@@ -24,6 +31,7 @@ a backend that cannot take this kind of input) is an
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -61,6 +69,7 @@ from reelforge.progress import NullProgress, Progress
 from reelforge.voice.post import decode
 
 LOCAL = tuple(LOCAL_RENDERERS)
+MOUTHS = ("phones", "energy")
 BACKENDS = NAMES
 ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-pix_fmt", "yuv420p",
           "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-movflags", "+faststart"]  # fmt: skip
@@ -80,6 +89,8 @@ class TalkOptions:
     device: str = "cpu"  # wav2lip: cpu, cuda, mps
     poll_interval: float = 2.0  # hosted backends: seconds between status checks
     job_timeout: float = 900.0  # hosted backends: give up after this long
+    transcript: Path | None = None  # viseme: what is said (text, .srt or .vtt)
+    mouth: str = "phones"  # viseme: "phones" (visemes) or "energy" (loudness only)
 
 
 @dataclass
@@ -100,6 +111,7 @@ class TalkReport:
     source_frames: int | None = None
     notes: list[str] = field(default_factory=list)
     job: dict | None = None  # what a hosted API said about the job
+    phones: dict | None = None  # viseme: how phone timings were found, how many
 
 
 @dataclass
@@ -130,6 +142,8 @@ def _check(opts: TalkOptions, output: Path) -> None:
         raise InputError(
             f"unknown --sync-mode {opts.sync_mode!r}; choose one of {', '.join(SYNC_MODES)}"
         )
+    if opts.mouth not in MOUTHS:
+        raise InputError(f"unknown --mouth {opts.mouth!r}; choose one of {', '.join(MOUTHS)}")
     if opts.backend == "wav2lip" and opts.checkpoint is None:
         raise InputError("the wav2lip backend needs --checkpoint PATH (Wav2Lip weights)")
 
@@ -228,9 +242,49 @@ def _video(path: Path, opts: TalkOptions, duration: float, work: Path,
     return _Picture("video", w, h, fps, plan, faces, frames, found, len(faces))
 
 
-def _render_local(opts, picture, speech, audio, tmp, progress) -> None:
+def read_transcript(path: Path) -> str:
+    """The words of a transcript file: plain text, or the cue text of an .srt/.vtt file.
+    An unreadable file is an :class:`InputError`; any text at all is accepted (what does
+    not fit the audio is decided by the aligner, which falls back with a warning)."""
+    check_readable_file(path)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read the transcript ({exc.strerror})", path=path) from None
+    if path.suffix.lower() in (".srt", ".vtt"):
+        keep = []
+        for line in text.splitlines():
+            line = line.strip()
+            if "-->" in line or line.isdigit() or line.upper().startswith(("WEBVTT", "NOTE")):
+                continue
+            keep.append(re.sub(r"<[^>]+>", "", line))
+        text = "\n".join(keep)
+    return text
+
+
+def _mouth_renderer(opts, picture, speech, transcript: str | None, notes: list[str]):
+    """The viseme renderer shaped by phone timings, and the report's ``phones`` entry."""
+    from reelforge.lipsync.backends.viseme import blink_track, head_motion
+    from reelforge.lipsync.mouth import MouthRenderer
+    from reelforge.lipsync.visemes import mouth_track
+    from reelforge.voice.phones import timings
+
     n = len(picture.plan)
-    renderer = local_renderer(opts.backend, RenderJob(
+    timing = timings(speech, RATE, transcript)
+    notes.extend(timing.warnings)
+    track = mouth_track(timing.phones, n, picture.fps, band_energy(speech, n, picture.fps))
+    spoken = sum(p.label != "SIL" for p in timing.phones)
+    entry = {"method": timing.method, "count": spoken, "words": len(timing.words)}
+    if picture.kind == "image":
+        blinks = blink_track(n, picture.fps, opts.seed)
+        sway = head_motion(n, picture.fps, 1.5 if opts.motion else 0.0, opts.seed)
+        return MouthRenderer(track, blinks, sway, still=True), entry
+    return MouthRenderer(track, still=False), entry
+
+
+def _render_local(opts, picture, speech, audio, tmp, progress, renderer=None) -> None:
+    n = len(picture.plan)
+    renderer = renderer or local_renderer(opts.backend, RenderJob(
         kind=picture.kind, fps=picture.fps, frames=n, speech=speech, motion=opts.motion,
         seed=opts.seed, checkpoint=opts.checkpoint, device=opts.device))  # fmt: skip
     update = progress.stage("talk", n, "frames")
@@ -311,10 +365,11 @@ def talk(
     audio, output = Path(audio), Path(output)
     if (face is None) == (video is None):
         raise InputError("give either --face IMAGE or --video VIDEO")
-    check_apart(output, [audio, face, video], folder=False)
+    check_apart(output, [audio, face, video, opts.transcript], folder=False)
     _check(opts, output)
     notes: list[str] = []
     check_readable_file(audio)
+    transcript = read_transcript(Path(opts.transcript)) if opts.transcript else None
     try:
         speech = decode(audio, RATE)
     except ValueError:
@@ -338,10 +393,14 @@ def talk(
         if not openness_track(energy).any():
             notes.append("no speech found in the audio: the mouth stays closed")
         tmp = work / "talk.mp4"
+        job = phones = renderer = None
+        if opts.backend == "viseme" and opts.mouth == "phones":
+            analysed = time.monotonic()
+            renderer, phones = _mouth_renderer(opts, picture, speech, transcript, notes)
+            phones["seconds"] = round(time.monotonic() - analysed, 2)
         started = time.monotonic()
-        job = None
         if opts.backend in LOCAL:
-            _render_local(opts, picture, speech, audio, tmp, progress)
+            _render_local(opts, picture, speech, audio, tmp, progress, renderer)
         else:
             visual = Path(video) if video is not None else _portrait_file(picture, work)
             job = _render_hosted(opts, services or Services(), picture, visual, audio, tmp,
@@ -356,7 +415,7 @@ def talk(
             speech_seconds=round(float(speech_mask(energy).sum()) / picture.fps, 2),
             sync=reading, sync_mode=opts.sync_mode if picture.kind == "video" else None,
             source_frames=picture.source_frames if picture.kind == "video" else None,
-            notes=notes, job=job,
+            notes=notes, job=job, phones=phones,
         )  # fmt: skip
         report_tmp = work / "report.json"
         report_tmp.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")

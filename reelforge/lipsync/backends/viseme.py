@@ -98,7 +98,7 @@ class VisemeAnimator:
         down = np.array([-axis[1], axis[0]], np.float32)
         if np.dot(p[CHIN] - origin - centre, down) < 0:
             down = -down
-        self.down = down
+        self.down, self.axis, self.centre = down, axis, centre
         u = (gx - centre[0]) * axis[0] + (gy - centre[1]) * axis[1]
         v = (gx - centre[0]) * down[0] + (gy - centre[1]) * down[1]
         lip_v = float(np.dot(p[LOWER_LIP] - origin - centre, down))  # the jaw turns here
