@@ -26,7 +26,13 @@ from reelforge.cli_jobs import jobs_app, recorded, watch
 from reelforge.cli_make import make as make_command
 from reelforge.cli_options import JsonOpt, WorkersOpt
 from reelforge.cli_web import tokens_app, web
-from reelforge.cli_workers import list_workers, publish_on_workers, use_workers, worker
+from reelforge.cli_workers import (
+    list_workers,
+    on_a_worker,
+    publish_on_workers,
+    use_workers,
+    worker,
+)
 from reelforge.console import err_console, out_console, progress_bars
 from reelforge.errors import Cancelled, InputError, ReelforgeError
 from reelforge.media import ffmpeg  # light (the standard library): the signal handler uses it
@@ -173,7 +179,8 @@ def publish(
         typer.Option(
             "--chunk-seconds",
             help="Encode the video in chunks of about S seconds (whole segments), one per "
-            "CPU at a time, with capped CRF, joined without re-encoding. Default: one encode.",
+            "CPU at a time, with capped CRF, joined without re-encoding; 0: one encode. "
+            "Default: one encode; on the workers, 30 s chunks (as tasks) for titles over 3 min.",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
@@ -214,11 +221,18 @@ def publish(
         return
     from reelforge.delivery.deliver import publish_to
 
+    runner = None
+    if on_a_worker():
+        from reelforge.workers.celery import create_app
+        from reelforge.workers.chunks import worker_chunking
+
+        opts, runner = worker_chunking(opts, input, output, create_app(settings()))
     with (
         progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
         recorded("publish", output, bars, inputs={"input": input, **tracks}) as bars,
     ):
-        done = publish_to(input, output, opts, versioned=versioned, progress=bars)
+        done = publish_to(input, output, opts, versioned=versioned, progress=bars,
+                          runner=runner)  # fmt: skip
     _show_publish(done.report, done.version, output, as_json)
 
 

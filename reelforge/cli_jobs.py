@@ -205,6 +205,7 @@ jobs_app = typer.Typer(help="Jobs: list, show, retry and cancel what ran.",
 
 def _job_json(job: Job) -> dict:
     data = json.loads(job.model_dump_json())
+    data["args"].get("worker", {}).pop("printed", None)  # the command's report: in the output
     argv = job.args.get("argv")
     if isinstance(argv, list):
         data["command"] = shlex.join(["reelforge", job.kind, *map(str, argv)])

@@ -146,6 +146,15 @@ def use_workers(flag: bool | None) -> bool:
     return bool(broker) if flag is None else flag
 
 
+def on_a_worker() -> bool:
+    """Whether the running command is a job's run with a broker set: on a worker (the web
+    service sends its jobs to the workers too when a broker is set)."""
+    from reelforge.cli import settings
+    from reelforge.cli_jobs import running_nested
+
+    return running_nested() and bool(settings().broker)
+
+
 def run_on_workers(kind: str, output: str | Path, *, json_lines: bool,
                    subject: str | None = None) -> tuple[str, Any]:  # fmt: skip
     """Queue the running command as a job, send it to the workers and follow it (JSON
@@ -177,7 +186,7 @@ def run_on_workers(kind: str, output: str | Path, *, json_lines: bool,
             raise
     if job.status != DONE:
         raise dispatch.job_error(job)
-    return job_id, dispatch.printed_result(app, task_id)
+    return job_id, dispatch.printed_result(app, store, job, task_id)
 
 
 def follow_on_workers(job: Job, sink) -> None:

@@ -332,6 +332,7 @@ def test_make_on_workers_gives_the_same_steps_as_in_process(cluster, tmp_path):
     there = cluster.cli("make", "story.yaml", "-o", tmp_path / "there", "--json", cwd=folder)
     assert there.returncode == 0, there.stderr
     local, remote = (json.loads(r.stdout.splitlines()[-1]) for r in (here, there))
+    assert "steps" in remote, (there.stdout[-3000:], there.stderr[-2000:])
     assert [(s["step"], s["key"]) for s in remote["steps"]] == [
         (s["step"], s["key"]) for s in local["steps"]]  # fmt: skip
     assert {s["step"] for s in remote["steps"]} >= {"voice-turn", "talk-shot", "publish-stream"}
@@ -344,16 +345,13 @@ def test_make_on_workers_gives_the_same_steps_as_in_process(cluster, tmp_path):
     )
 
 
-def test_chunks_as_tasks_give_the_chunks_a_local_pool_gives(cluster, tmp_path):
-    chunks = pytest.importorskip("reelforge.video.chunks")
-    from reelforge import config
+def _chunk_specs():
+    """The chunks of the shared 10 s clip at 4 s, one small rung at CRF 30."""
     from reelforge.media.probe import probe
-    from reelforge.video import stages
+    from reelforge.video import chunks, stages
     from reelforge.video.ladder import Rung
     from reelforge.video.publish import PublishOptions
     from reelforge.video.timeline import Timeline
-    from reelforge.workers.celery import create_app
-    from reelforge.workers.chunks import CeleryChunkRunner
 
     src = media("video/tears_of_steel_360p_10s.mp4")
     info = probe(src)
@@ -366,16 +364,74 @@ def test_chunks_as_tasks_give_the_chunks_a_local_pool_gives(cluster, tmp_path):
                                 outputs=outputs)  # fmt: skip
     specs = chunks.plan_chunks(Timeline(4.0, (1.0, 1.0, 2.0)), info.duration, 4.0, encode)
     assert len(specs) >= 2
+    return specs
+
+
+def _segment_names(results) -> list[list[str]]:
+    return [[s.name for t in r.tracks for s in t.segments] for r in results]
+
+
+def test_chunks_as_tasks_give_the_chunks_a_local_pool_gives(cluster, tmp_path):
+    from reelforge import config
+    from reelforge.video import chunks
+    from reelforge.workers.celery import create_app
+    from reelforge.workers.chunks import CeleryChunkRunner
+
+    specs = _chunk_specs()
     runner = CeleryChunkRunner(create_app(config.load(cluster.env)))
     assert runner.workers == 2  # both workers take cpu, one at a time each
     there = runner.map(specs, tmp_path / "there")
     here = chunks.LocalRunner(1).map(specs, tmp_path / "here")
     assert [r.index for r in there] == list(range(len(specs)))  # in the specs' order
-    names = lambda results: [[s.name for t in r.tracks for s in t.segments]  # noqa: E731
-                             for r in results]  # fmt: skip
-    assert names(there) == names(here)  # named by their bytes: the same chunks
+    assert _segment_names(there) == _segment_names(here)  # named by their bytes: the same
     for r in there:
         assert (tmp_path / "there" / r.folder / chunks.RESULT).is_file()
+
+
+def test_chunks_no_worker_takes_are_encoded_by_the_job_waiting_for_them(tmp_path):
+    """Every worker slot busy (here: no worker at all on this broker): the waiting process
+    encodes the chunks itself, the last first, instead of waiting for ever."""
+    from reelforge import config
+    from reelforge.video import chunks
+    from reelforge.workers.celery import create_app
+    from reelforge.workers.chunks import CeleryChunkRunner
+
+    specs = _chunk_specs()
+    redis = RedisServer().start()
+    try:
+        app = create_app(config.load({"REELFORGE_BROKER": redis.url}))
+        started = time.monotonic()
+        there = CeleryChunkRunner(app, workers=2, steal_after=0.5).map(specs, tmp_path / "a")
+        assert time.monotonic() - started < 120
+    finally:
+        redis.stop()
+    here = chunks.LocalRunner(1).map(specs, tmp_path / "b")
+    assert [r.index for r in there] == list(range(len(specs)))
+    assert _segment_names(there) == _segment_names(here)
+
+
+def test_a_long_title_on_the_workers_is_chunked_by_default(cluster, tmp_path):
+    from reelforge import config
+    from reelforge.video.chunks import LocalRunner
+    from reelforge.video.publish import PublishOptions
+    from reelforge.workers.celery import create_app
+    from reelforge.workers.chunks import AUTO_CHUNK_OVER_S, CeleryChunkRunner, worker_chunking
+
+    long = tmp_path / "long.mp4"  # over the threshold, tiny: 2x2 at 1 fps
+    run_ffmpeg("-f", "lavfi", "-i", f"color=c=gray:s=16x16:r=1:d={AUTO_CHUNK_OVER_S + 20}",
+               "-c:v", "libx264", "-preset", "ultrafast", long)  # fmt: skip
+    short = media("video/bbb_720p_2s_h264.mp4")
+    app = create_app(config.load(cluster.env))
+    opts, runner = worker_chunking(PublishOptions(), long, str(tmp_path / "out"), app)
+    assert opts.chunk_seconds == 30 and isinstance(runner, CeleryChunkRunner)
+    assert runner.workers == 2
+    opts, runner = worker_chunking(PublishOptions(), long, "s3://bucket/title", app)
+    assert opts.chunk_seconds == 30 and isinstance(runner, LocalRunner)  # a local scratch
+    for given, source in ((None, short), (0, long)):
+        opts, runner = worker_chunking(PublishOptions(chunk_seconds=given), source, "o", app)
+        assert (opts.chunk_seconds, runner) == (None, None)
+    opts, runner = worker_chunking(PublishOptions(chunk_seconds=8), short, "o", app)
+    assert opts.chunk_seconds == 8 and isinstance(runner, CeleryChunkRunner)
 
 
 def test_watch_sends_each_file_to_the_workers(cluster, tmp_path):
@@ -407,3 +463,38 @@ def test_watch_sends_each_file_to_the_workers(cluster, tmp_path):
     again = cluster.cli(*watch, timeout=60)
     assert again.returncode == 0, again.stderr
     assert [json.loads(ln)["event"] for ln in again.stdout.splitlines()] == ["skipped"]
+
+
+def test_a_chunked_publish_on_the_workers_runs_its_chunks_as_tasks(cluster, long_clip, ladder,
+                                                                    tmp_path):  # fmt: skip
+    """The job on one worker, its chunks on both (or on itself while no slot is free): every
+    rung decodes to the frames of the same publish run here in one encode (the looped clip's
+    seams leave timestamp gaps that publish fills at the constant rate: 488 frames from 480
+    decoded)."""
+    import av
+    from streams import joined, read_media_playlist
+
+    out = tmp_path / "stream"
+    result = cluster.cli("publish", long_clip, "-o", out, *QUICK, "--ladder", ladder,
+                         "--chunk-seconds", "8", "--json", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report.get("chunks") and report["chunks"]["count"] >= 2, (report, result.stderr)
+    assert report["chunks"]["workers"] == 2  # the live workers' slots: encoders single-threaded
+    assert_stream(out)
+    here = tmp_path / "here"
+    single = run_cli("publish", long_clip, "-o", here, *QUICK, "--ladder", ladder, "--json")
+    assert single.returncode == 0, single.stderr
+
+    def frames(stream: Path) -> dict[str, int]:
+        counts = {}
+        for variant in m3u8.load(str(stream / "master.m3u8")).playlists:
+            whole = joined(read_media_playlist(stream / variant.uri), tmp_path / "whole.mp4")
+            with av.open(str(whole)) as c:
+                counts[variant.uri] = sum(1 for _ in c.decode(video=0))
+        return counts
+
+    assert frames(out) == frames(here)
+    assert sum(frames(here).values()) == 2 * sum(c["frames"] for c in report["chunks"]["chunks"])
+    job = cluster.store().list(limit=1, kind="publish")[0]
+    assert job.status == "done" and job.args["worker"]["by"] in ("w1@test", "w2@test")

@@ -26,12 +26,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reelforge.layout import CURRENT
 from reelforge.progress import NullProgress, Progress
 from reelforge.storage import S3Location, download_file, is_s3, parse_s3, upload_tree
 from reelforge.video.publish import PublishOptions, publish
 from reelforge.video.report import PublishReport
+
+if TYPE_CHECKING:
+    from reelforge.video.chunks import ChunkRunner
 
 
 @dataclass
@@ -52,15 +56,18 @@ def publish_to(
     *,
     versioned: bool = False,
     progress: Progress | None = None,
+    runner: ChunkRunner | None = None,
 ) -> Delivery:
-    """Publish ``source`` to a folder or ``s3://BUCKET/PREFIX`` (see the module's contract)."""
+    """Publish ``source`` to a folder or ``s3://BUCKET/PREFIX`` (see the module's contract);
+    ``runner`` runs a chunked publish's chunks (see :func:`reelforge.video.publish.publish`;
+    for S3 the chunks are made in a local scratch folder, so only a local runner fits)."""
     opts = options or PublishOptions()
     source = Path(source)
     if is_s3(location):
-        done = _to_s3(source, parse_s3(str(location)), opts, versioned, progress)
+        done = _to_s3(source, parse_s3(str(location)), opts, versioned, progress, runner)
         done.report.output = done.location = str(location)
         return done
-    return _to_folder(source, Path(location), opts, versioned, progress)
+    return _to_folder(source, Path(location), opts, versioned, progress, runner=runner)
 
 
 def deliver(local_output: Path, location: str | S3Location, *,
@@ -81,9 +88,11 @@ Hook = Callable[[PublishReport], None]
 
 
 def _to_folder(source: Path, output: Path, opts: PublishOptions, versioned: bool,
-               progress: Progress | None, on_playable: Hook | None = None) -> Delivery:  # fmt: skip
+               progress: Progress | None, on_playable: Hook | None = None,
+               runner: ChunkRunner | None = None) -> Delivery:  # fmt: skip
     if not versioned:
-        report = publish(source, output, opts, progress, on_playable=on_playable)
+        report = publish(source, output, opts, progress, on_playable=on_playable,
+                         runner=runner)  # fmt: skip
         return Delivery(report, str(output))
     from reelforge.delivery.versions import new_version_name, switch
     from reelforge.outputs import stream_folder
@@ -97,12 +106,13 @@ def _to_folder(source: Path, output: Path, opts: PublishOptions, versioned: bool
             if on_playable is not None:
                 on_playable(report)
 
-        report = publish(source, output / version, opts, progress, on_playable=playable)
+        report = publish(source, output / version, opts, progress, on_playable=playable,
+                         runner=runner)  # fmt: skip
         return Delivery(report, str(output), version, switched[-1])
 
 
 def _to_s3(source: Path, where: S3Location, opts: PublishOptions, versioned: bool,
-           progress: Progress | None) -> Delivery:  # fmt: skip
+           progress: Progress | None, runner: ChunkRunner | None = None) -> Delivery:  # fmt: skip
     """Publish into a local scratch folder; upload it once playable (pointers last), then
     what the extras added."""
     uploaded: dict[str, tuple[int, int]] = {}
@@ -117,6 +127,7 @@ def _to_s3(source: Path, where: S3Location, opts: PublishOptions, versioned: boo
         def playable(_report: PublishReport) -> None:
             deliver(local, where, progress=progress, uploaded=uploaded)
 
-        done = _to_folder(source, local, opts, versioned, progress, on_playable=playable)
+        done = _to_folder(source, local, opts, versioned, progress, on_playable=playable,
+                          runner=runner)  # fmt: skip
         deliver(local, where, progress=progress, uploaded=uploaded)
     return done

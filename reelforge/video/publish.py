@@ -79,7 +79,7 @@ class PublishOptions:
     audio_tracks: TrackFiles = field(default_factory=dict)
     audio_language: str | None = None  # the main audio's language; None: its stream's tag
     # Encode the video in chunks of about this many seconds (whole segments, on the grid),
-    # side by side, with capped CRF; None: one encode of the whole title.
+    # side by side, with capped CRF; None or 0: one encode of the whole title.
     chunk_seconds: float | None = None
 
 
@@ -107,7 +107,7 @@ def validate_options(opts: PublishOptions) -> None:
         raise InputError(f"--target-vmaf must be 50 to 100, not {opts.target_vmaf:g}")
     if not 16 <= opts.audio_bitrate_kbps <= 512:
         raise InputError("--audio-bitrate must be 16 to 512 kb/s")
-    if opts.chunk_seconds is not None and not (opts.segment_duration <= opts.chunk_seconds <= 3600):
+    if opts.chunk_seconds and not (opts.segment_duration <= opts.chunk_seconds <= 3600):
         raise InputError(f"--chunk-seconds must be {opts.segment_duration:g} (the segment "
                          f"duration) to 3600 s, not {opts.chunk_seconds:g}")  # fmt: skip
 
@@ -158,7 +158,7 @@ def publish(
         if opts.per_title and plan.video is not None:
             analysis = timed("analysis", stages.analyse, source, info, opts, work, progress)
             plan = stages.plan(info, opts, analysis)
-        if opts.chunk_seconds is not None:
+        if opts.chunk_seconds:
             encoded = timed("encode", stages.encode_chunked, source, plan, work,
                             chunk_seconds=opts.chunk_seconds, runner=runner,
                             progress=progress)  # fmt: skip

@@ -127,13 +127,23 @@ def job_error(job: Job) -> ReelforgeError:
     return InputError(message, code=code)
 
 
-def printed_result(app, task_id: str, timeout: float = 10.0) -> Any:
-    """What the command printed, from the task's result (None if it is not there)."""
-    with contextlib.suppress(Exception):  # the result backend restarted, a watcher's result
-        result = app.AsyncResult(task_id).get(timeout=timeout, propagate=False)
-        if isinstance(result, dict):
-            return result.get("printed")
-    return None
+def printed_result(app, store: JobStore, job: Job, task_id: str,
+                   timeout: float = 10.0) -> Any:  # fmt: skip
+    """What the command printed: from the job store (the delivery that ran it keeps it
+    there just after the job is done, so it is waited for up to ``timeout`` seconds), else
+    from the task's result; None if it is in neither by then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if (printed := lease.worker_info(job).get("printed")) is not None:
+            return printed
+        with contextlib.suppress(Exception):  # the result backend restarted, a watcher's result
+            result = app.AsyncResult(task_id).get(timeout=0.5, propagate=False)
+            if isinstance(result, dict) and result.get("printed") is not None:
+                return result["printed"]
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+        job = store.get(job.id) or job
 
 
 def revoke(app, task_id: str | None) -> None:

@@ -16,9 +16,11 @@ the task makes the next one happen, once):
   error, and is never run again for this delivery: the task fails with :class:`JobFailed`;
 - a worker told to stop (SIGTERM, see :mod:`reelforge.workers.celery`) interrupts the job
   and hands the message back to the queue (another worker resumes the job);
-- the result is ``{"job", "status", "worker", "printed"}``: ``printed`` is the JSON document
-  the command printed (publish's report, make's report line), None when this delivery did
-  not run the command itself.
+- the result is ``{"job", "status", "worker", "printed", "ran"}``: ``printed`` is the JSON
+  document the command printed (publish's report, make's report line), kept in the job
+  (``args["worker"]["printed"]``) by the delivery that ran it, so a redelivered message
+  that found the job running or done (``ran`` false) returns it too, and a follower finds
+  it in the job store whatever became of the result backend.
 """
 
 from __future__ import annotations
@@ -142,7 +144,10 @@ def _run_child(store: JobStore, job: Job, *, worker: str, stopping: threading.Ev
         ended = store.get(job.id)
     if ended.status == DONE or (ended.status == CANCELLED and (
             ended.attempts > job.attempts or job.status != CANCELLED)):  # fmt: skip
-        return _result(ended, worker, printed)  # done, or cancelled while it ran
+        if ended.status == DONE and printed:
+            lease.note(store, job.id, printed=_printed(printed))
+            ended = store.get(job.id)
+        return _result(ended, worker, ran=True)  # done, or cancelled while it ran
     if ended.attempts == job.attempts and ended.status != job.status and not stopping.is_set():
         return _LOOK_AGAIN  # cancelled or recovered meanwhile: the command refused it
     if ended.attempts == job.attempts:  # the command never started the job
@@ -173,9 +178,9 @@ def _printed(stdout: str) -> Any:
         return None
 
 
-def _result(job: Job, worker: str, printed: str | None = None) -> dict[str, Any]:
+def _result(job: Job, worker: str, *, ran: bool = False) -> dict[str, Any]:
     return {"job": job.id, "status": job.status, "worker": worker,
-            "printed": _printed(printed) if printed else None}  # fmt: skip
+            "printed": lease.worker_info(job).get("printed"), "ran": ran}  # fmt: skip
 
 
 @shared_task(bind=True, name=RUN_JOB, acks_late=True, reject_on_worker_lost=True)
