@@ -254,7 +254,9 @@ def main() -> None:
     if report:
         t = report["totals"]
         print(
-            f"(d) split: encode {t['encode_seconds']:.2f} s, VMAF {t['quality_seconds']:.2f} s, "
+            f"(d) split: encode {t['encode_seconds']:.2f} s, VMAF {t['quality_seconds']:.2f} s "
+            f"({t['quality_seconds'] / max(t['encode_seconds'], 1e-9):.2f}x the encode; target "
+            f"<= 0.3), "
             f"playable {t.get('playable_seconds')} s, complete {t.get('complete_seconds')} s "
             f"(from publish's start; the rest is the interpreter's start and imports)"
         )

@@ -121,3 +121,29 @@ def test_quality_refuses_what_has_no_picture(tmp_path):
     assert_refused(run_cli("quality", media(CLIP), missing), str(missing), "no such file")
     assert_refused(run_cli("quality", media(CLIP), media(CLIP), "--subsample", "0"),
                    "--subsample")  # fmt: skip
+
+
+def test_subsampled_vmaf_is_close_to_every_frame_and_frame_rate_aware(tmp_path):
+    """Publish's subsampled scoring (every k-th frame, each with its two neighbours for the
+    motion feature; k chosen on the rendition with the fewest frames) against scoring every
+    frame, on a 10 s film clip at two rates, one of them at half the frame rate (the
+    reference then goes through the same framestep)."""
+    from pathlib import Path
+
+    from reelforge.media.quality import Distorted, choose_subsample, vmaf_many
+
+    assert choose_subsample(48) == 1 and choose_subsample(116) == 5
+    assert choose_subsample(240) == 7 and choose_subsample(10_000) == 7
+    ref = Path(media("video/tears_of_steel_360p_10s.mp4"))
+    low, half = tmp_path / "low.mp4", tmp_path / "half.mp4"
+    run_ffmpeg("-i", ref, "-c:v", "libx264", "-b:v", "150k", "-an", low)
+    run_ffmpeg("-i", ref, "-vf", "framestep=2", "-c:v", "libx264", "-b:v", "300k", "-an", half)
+    ds = [Distorted(low), Distorted(half, "framestep=2")]
+    kw = {"width": 640, "height": 360, "workdir": tmp_path}
+    full = vmaf_many(ref, ds, subsample=1, **kw)
+    step = choose_subsample(120)  # as publish chooses: on the rendition with fewest frames
+    sub = vmaf_many(ref, ds, subsample=step, **kw)
+    assert [s.frames for s in full] == [240, 120]
+    assert [s.frames for s in sub] == [48, 24] and sub[0].subsample == 5
+    for a, b in zip(full, sub, strict=True):
+        assert abs(a.mean - b.mean) <= 0.5, (a.mean, b.mean)

@@ -86,7 +86,7 @@ if TYPE_CHECKING:
 FALLBACK_MAX_HEIGHT = 720
 FALLBACK_MAX_KBPS = 3000  # a progressive file cannot adapt: keep it playable on modest links
 POSTER_MAX_WIDTH = 1920
-VMAF_MAX_FRAMES = 300  # per rendition; longer inputs are scored on every n-th frame
+VMAF_STEP = 7  # VMAF on every 7th frame at most: within 0.1 of every frame on a 20 s ladder
 
 
 # --- plan -------------------------------------------------------------------------------
@@ -740,11 +740,20 @@ class Scores(BaseModel):
     seconds: float | None = None
 
 
+def _frame_step(fps_filter: str | None) -> int:
+    """How many source frames each output frame stands for (``framestep=N``: N, else 1)."""
+    if fps_filter and fps_filter.startswith("framestep="):
+        return max(1, int(fps_filter.split("=", 1)[1]))
+    return 1
+
+
 def score(source: Path, plan: Plan, encoded: Encoded, workdir: Path,
-          progress: Progress | None = None) -> Scores:  # fmt: skip
-    """VMAF per rendition at the source's display size; 10-bit outputs of an HDR source are
-    scored against the untouched (not tone-mapped) source in the same way, which keeps them
-    comparable with each other but not with the SDR renditions."""
+          progress: Progress | None = None, subsample: int | None = None) -> Scores:  # fmt: skip
+    """VMAF per rendition at the source's display size, once per rendition, on every
+    ``subsample``-th frame (None: :func:`~reelforge.media.quality.choose_subsample` up to
+    :data:`VMAF_STEP`); 10-bit outputs of an HDR source are scored against the untouched
+    (not tone-mapped) source in the same way, which keeps them comparable with each other
+    but not with the SDR renditions."""
     from reelforge.media import quality
 
     progress = progress or NullProgress()
@@ -753,7 +762,9 @@ def score(source: Path, plan: Plan, encoded: Encoded, workdir: Path,
     t0 = time.monotonic()
     video = plan.video
     frames = video.frames
-    subsample = max(1, math.ceil(frames / VMAF_MAX_FRAMES))
+    if subsample is None:  # on the fewest frames a rendition has (framestep halves them)
+        fewest = min(frames // _frame_step(o.rendition.fps_filter) for o in plan.outputs)
+        subsample = quality.choose_subsample(fewest, VMAF_STEP)
     width = video.display_width - video.display_width % 2
     height = video.display_height - video.display_height % 2
     groups = [[o for o in plan.outputs if not o.deep], [o for o in plan.outputs if o.deep]]
