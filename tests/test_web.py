@@ -195,12 +195,16 @@ def test_tokens_and_scopes(web):
     with web.client(other) as c:  # another owner's upload is unknown to this one
         r = c.post("/api/videos", json={"upload": url})
         assert r.status_code == 422 and "upload" in r.json()["error"]["message"]
+        assert r.json()["error"]["field"] == "upload"
     with web.client(owner) as c:
         r = c.post("/api/videos", json={"upload": url, "publish": {"codecs": ["h264"], **QUICK}})
         assert r.status_code == 201, r.text
         video_id = r.json()["id"]
         r = c.post("/api/videos", json={"upload": url, "publish": {"subtitles": "/etc/passwd"}})
         assert r.status_code == 422 and "subtitles" in r.json()["error"]["message"]
+        assert r.json()["error"]["field"].startswith("publish.subtitles"), r.text
+        r = c.post("/api/videos", json={"upload": url, "publish": {"codecs": ["mpeg2"]}})
+        assert r.status_code == 422 and r.json()["error"]["field"].startswith("publish.codecs")
     with web.client(other) as c:
         assert c.get(f"/api/videos/{video_id}").status_code == 404
         assert c.delete(f"/api/videos/{video_id}").status_code == 404
@@ -320,6 +324,7 @@ def test_a_bad_story_is_a_4xx_naming_the_place(web, story, files, needle):
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     message = r.json()["error"]["message"]
     assert needle in message, message
+    assert r.json()["error"]["field"] == ("files" if files else "story"), r.text
     assert str(web.data) not in message  # the server's folders stay private
     assert set((web.data / "sources").iterdir()) == before  # nothing kept
 

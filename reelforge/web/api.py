@@ -38,7 +38,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.delivery.signing import make_token
-from reelforge.errors import InputError
+from reelforge.errors import InputError, ReelforgeError
 from reelforge.pipeline.jobs import ACTIVE, RETRYABLE, JobStore
 from reelforge.web import stories
 from reelforge.web.tokens import Principal
@@ -66,8 +66,20 @@ class VideoRequest(BaseModel):
     private: bool = True
 
 
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    """The body of every API error: ``field`` names the request field it concerns (a JSON
+    path such as ``publish.codecs``, or ``upload``, ``story``, ``files``), null if none."""
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def error_field(exc: ReelforgeError) -> str | None:
+    """The request field a library error concerns: its option (``--chunk-seconds``:
+    ``chunk_seconds``), uploads by their codes, else None."""
+    if exc.code.startswith("upload-"):
+        return "upload"
+    if exc.option:
+        return exc.option.lstrip("-").replace("-", "_")
+    return None
 
 
 class Service:
@@ -191,7 +203,7 @@ class Service:
                            files: list[UploadFile], uploads: dict[str, str],
                            private: bool) -> Video:  # fmt: skip
         if len(files) + len(uploads) > stories.MAX_FILES:
-            raise InputError(f"a story may bring at most {stories.MAX_FILES} files")
+            raise InputError(f"a story may bring at most {stories.MAX_FILES} files", option="files")
         video_id = new_video_id()
         folder = self.videos.source_dir(video_id)
         folder.mkdir(parents=True)
@@ -274,9 +286,13 @@ def api_router(service: Service) -> APIRouter:
         try:
             refs = json.loads(uploads) if uploads else {}
         except ValueError:
-            raise InputError("uploads must be a JSON object of file name -> upload") from None
+            raise InputError(
+                "uploads must be a JSON object of file name -> upload", option="uploads"
+            ) from None
         if not isinstance(refs, dict) or not all(isinstance(v, str) for v in refs.values()):
-            raise InputError("uploads must be a JSON object of file name -> upload")
+            raise InputError(
+                "uploads must be a JSON object of file name -> upload", option="uploads"
+            )
         video = await service.create_story(principal, story, files or [], refs, private)
         return service.view(request, video)
 

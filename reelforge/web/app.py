@@ -7,7 +7,7 @@ Contract: :func:`create_app` builds it for a data folder (see
 signed private streams, caching headers, the image service). Its lifespan starts the
 in-process job pool and the webhook sender and stops both (running jobs are interrupted
 and resume on the next start). Nothing a client sends gets a 5xx: errors are
-``{"error": {"code", "message"}}`` with a 4xx status.
+``{"error": {"code", "message", "field"}}`` with a 4xx status.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from reelforge.delivery.app import create_app as create_origin
 from reelforge.errors import ReelforgeError
 from reelforge.pipeline.jobs import JobStore
 from reelforge.web import settings as web_settings
-from reelforge.web.api import Service, api_router, error_body
+from reelforge.web.api import Service, api_router, error_body, error_field
 from reelforge.web.auth import Auth
 from reelforge.web.db import open_database
 from reelforge.web.pages import pages_router
@@ -42,19 +42,21 @@ from reelforge.web.webhooks import Webhooks
 log = logging.getLogger("reelforge.web")
 
 
-def _first_error(errors) -> str:
+def _first_error(errors) -> tuple[str, str | None]:
+    """The first validation error's message and the field it concerns (its JSON path)."""
     if not errors:
-        return "invalid request"
+        return "invalid request", None
     err = errors[0]
-    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "request"
-    return f"{where}: {err.get('msg', 'invalid')}"
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    where = ".".join(loc) or None
+    return f"{where or 'request'}: {err.get('msg', 'invalid')}", where
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ReelforgeError)
     async def reelforge_error(request: Request, exc: ReelforgeError) -> JSONResponse:
         status = 404 if exc.code == "not-found" else exc.http_status
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=status)
+        return JSONResponse(error_body(exc.code, str(exc), error_field(exc)), status_code=status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -65,7 +67,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid", _first_error(exc.errors())), status_code=422)
+        message, field = _first_error(exc.errors())
+        return JSONResponse(error_body("invalid", message, field), status_code=422)
 
 
 def create_app(settings: web_settings.WebSettings, environ: Mapping[str, str],

@@ -4,7 +4,9 @@ Contract: ``python -m reelforge.web.demo --data DIR [--port P]`` starts ``reelfo
 on DIR, and on first use sends it, through its own API, a 12 s clip made from ffmpeg's test
 sources (uploaded over tus and published) and a two-line story voiced by the offline voice
 over Grace Hopper's portrait (the picture matplotlib ships as sample data). It prints the
-URL and an admin token, then serves until Ctrl-C. Nothing is downloaded.
+URL and an admin token once both are ready (their progress on stderr meanwhile; a video
+that fails ends the demo with its error, exit 1), then serves until Ctrl-C. Nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -56,8 +59,9 @@ def _upload(client: httpx.Client, path: Path) -> str:
     return location
 
 
-def seed(base: str, token: str) -> None:
-    """Send the sample clip and the sample story (once: not when videos exist already)."""
+def seed(base: str, token: str) -> list[str]:
+    """Send the sample clip and the sample story (once: not when videos exist already);
+    returns the ids of the videos sent (none when the folder had videos)."""
     import matplotlib.cbook
 
     from reelforge.media.sample import make_sample
@@ -65,17 +69,50 @@ def seed(base: str, token: str) -> None:
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
                       timeout=120) as client:  # fmt: skip
         if client.get("/api/videos").json()["data"]:
-            return
+            return []
         with tempfile.TemporaryDirectory() as tmp:
             clip = make_sample(Path(tmp) / "sample.mp4", duration=12)
             url = _upload(client, clip)
-        client.post("/api/videos", json={"upload": url, "title": "Test pattern",
-                                         "private": False}).raise_for_status()  # fmt: skip
+        clip_video = client.post("/api/videos", json={"upload": url, "title": "Test pattern",
+                                                      "private": False})  # fmt: skip
+        clip_video.raise_for_status()
         face = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
         files = [("story", ("story.yaml", STORY.encode(), "text/yaml")),
                  ("files", ("faces/grace.jpg", face.read_bytes(), "image/jpeg")),
                  ("files", ("scenes/01.txt", SCRIPT.encode(), "text/plain"))]  # fmt: skip
-        client.post("/api/stories", files=files, data={"private": "true"}).raise_for_status()
+        story = client.post("/api/stories", files=files, data={"private": "true"})
+        story.raise_for_status()
+        return [clip_video.json()["id"], story.json()["id"]]
+
+
+def wait_ready(base: str, token: str, ids: list[str], timeout: float = 900.0) -> None:
+    """Wait until every video in ``ids`` is ``ready``, saying on stderr what each is doing;
+    a video that errors (or a wait past ``timeout`` s) is a ``SystemExit`` naming it."""
+    deadline = time.monotonic() + timeout
+    said: dict[str, tuple] = {}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                      timeout=30) as client:  # fmt: skip
+        pending = list(ids)
+        while pending:
+            for video_id in list(pending):
+                video = client.get(f"/api/videos/{video_id}").json()
+                state = (video["status"], video.get("step"), round(video.get("progress", 0), 1))
+                if state != said.get(video_id):
+                    said[video_id] = state
+                    print(
+                        f"{video['title']}: {video['status']} {video.get('step') or ''} "
+                        f"{video.get('progress', 0):.0%}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                if video["status"] == "ready":
+                    pending.remove(video_id)
+                elif video["status"] == "errored":
+                    error = (video.get("error") or {}).get("message", "no error recorded")
+                    raise SystemExit(f"demo: {video['title']} failed: {error}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo: not ready after {timeout:.0f} s: {', '.join(pending)}")
+            time.sleep(0.5)
 
 
 def main() -> None:
@@ -91,10 +128,14 @@ def main() -> None:
         sys.exit(proc.wait() or 1)
     base = f"http://127.0.0.1:{args.port}"
     token = _token(args.data)
-    seed(base, token)
+    try:
+        wait_ready(base, token, seed(base, token))
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
     print(f"ReelForge demo at {base}/ : sign in with the token {token}\n"
-          "(the sample clip is published; the sample story is being made: watch its page)",
-          flush=True)  # fmt: skip
+          "(the sample clip is published and the sample story made)", flush=True)  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
         proc.wait()

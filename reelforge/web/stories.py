@@ -35,7 +35,7 @@ def safe_name(name: str) -> PurePosixPath:
             or any(p in ("", ".", "..") or p.startswith(".") for p in text.split("/"))
             or not text.isprintable()):  # fmt: skip
         raise InputError(f"{name!r} is not a file name inside the story's folder",
-                         code="bad-file-name")  # fmt: skip
+                         code="bad-file-name", option="files")  # fmt: skip
     return path
 
 
@@ -44,7 +44,7 @@ def place(folder: Path, name: str) -> Path:
     rel = safe_name(name)
     target = folder.joinpath(*rel.parts)
     if target.exists() or target.is_symlink():
-        raise InputError(f"{name!r} is given twice", code="bad-file-name")
+        raise InputError(f"{name!r} is given twice", code="bad-file-name", option="files")
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
@@ -58,11 +58,11 @@ def check_story(folder: Path):
     try:
         story = load(path, confined=True)
     except InputError as exc:
-        raise InputError(_relative(str(exc), folder), code=exc.code) from None
+        raise InputError(_relative(str(exc), folder), code=exc.code, option="story") from None
     extra = sorted(set(story.publish) - SAFE_PUBLISH)
     if extra:
         raise InputError(f"{STORY_NAME}: publish: {', '.join(extra)} cannot be set "
-                         "through the service", code="input")  # fmt: skip
+                         "through the service", code="input", option="story")  # fmt: skip
     return story
 
 
