@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+AVIF_SPEED = 7
+
 
 @dataclass(frozen=True)
 class ImageFormat:
@@ -28,22 +30,20 @@ class ImageFormat:
     ext: str
     mime: str
     alpha: bool
-    start_quality: int  # where a search begins (about SSIMULACRA2 70 on photos)
+    start_quality: int  # the quality that scores about SSIMULACRA2 70 on photos
     lossless: bool
     _save: Callable[[Image.Image, io.BytesIO, int], None]
-    _save_fast: Callable[[Image.Image, io.BytesIO, int], None] | None = None
-
+    slope: float = 0.6  # SSIMULACRA2 points per quality step near 70-80 on photos
     levels: tuple[int, ...] = tuple(range(1, 101))  # qualities that give distinct encodes
 
-    @property
-    def has_fast(self) -> bool:
-        return self._save_fast is not None
+    def quality_for(self, target: float) -> int:
+        """The typical quality for a SSIMULACRA2 ``target`` on photos (a search's start)."""
+        return round(min(100.0, max(1.0, self.start_quality + (target - 70.0) / self.slope)))
 
-    def encode(self, img: Image.Image, quality: int = 75, *, fast: bool = False) -> bytes:
-        """Bytes at ``quality``; ``fast`` uses the quick variant where there is one (for
-        searching: same quality scale, somewhat larger files)."""
+    def encode(self, img: Image.Image, quality: int = 75) -> bytes:
+        """Bytes at ``quality``."""
         buf = io.BytesIO()
-        (self._save_fast if fast and self._save_fast else self._save)(img, buf, quality)
+        self._save(img, buf, quality)
         return buf.getvalue()
 
 
@@ -52,20 +52,25 @@ def _jpeg(img: Image.Image, buf: io.BytesIO, q: int) -> None:
                             subsampling=2)  # fmt: skip
 
 
-def _webp(img: Image.Image, buf: io.BytesIO, q: int, method: int = 6) -> None:
-    img.save(buf, "WEBP", quality=q, method=method, alpha_quality=100, exact=False)
+def _webp(img: Image.Image, buf: io.BytesIO, q: int) -> None:
+    img.save(buf, "WEBP", quality=q, method=6, alpha_quality=100, exact=False)
 
 
-def _webp_fast(img: Image.Image, buf: io.BytesIO, q: int) -> None:
-    _webp(img, buf, q, method=4)
+_AOM_TUNE: dict[str, str] | None = {"tune": "ssimulacra2"}  # dropped where libaom lacks it
 
 
-def _avif(img: Image.Image, buf: io.BytesIO, q: int, speed: int = 6) -> None:
-    img.save(buf, "AVIF", quality=q, speed=speed, subsampling="4:4:4", codec="aom")
-
-
-def _avif_fast(img: Image.Image, buf: io.BytesIO, q: int) -> None:
-    _avif(img, buf, q, speed=9)
+def _avif(img: Image.Image, buf: io.BytesIO, q: int) -> None:
+    global _AOM_TUNE
+    opts = {"quality": q, "speed": AVIF_SPEED, "subsampling": "4:4:4", "codec": "aom"}
+    if _AOM_TUNE is not None:
+        try:
+            img.save(buf, "AVIF", **opts, advanced=_AOM_TUNE)
+            return
+        except (OSError, ValueError):  # a libaom before 3.13 refuses the option
+            _AOM_TUNE = None
+            buf.seek(0)
+            buf.truncate()
+    img.save(buf, "AVIF", **opts)
 
 
 def _png(img: Image.Image, buf: io.BytesIO, q: int) -> None:
@@ -81,11 +86,9 @@ def _avif_levels() -> tuple[int, ...]:
 
 
 FORMATS: dict[str, ImageFormat] = {
-    "avif": ImageFormat(
-        "avif", "avif", "image/avif", True, 58, False, _avif, _avif_fast, _avif_levels()
-    ),
-    "webp": ImageFormat("webp", "webp", "image/webp", True, 74, False, _webp, _webp_fast),
-    "jpeg": ImageFormat("jpeg", "jpg", "image/jpeg", False, 70, False, _jpeg),
+    "avif": ImageFormat("avif", "avif", "image/avif", True, 60, False, _avif, 1.0, _avif_levels()),
+    "webp": ImageFormat("webp", "webp", "image/webp", True, 72, False, _webp, 0.6),
+    "jpeg": ImageFormat("jpeg", "jpg", "image/jpeg", False, 70, False, _jpeg, 0.5),
     "png": ImageFormat("png", "png", "image/png", True, 100, True, _png),
 }
 DEFAULT_FORMATS = ("avif", "webp", "jpeg")

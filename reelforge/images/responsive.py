@@ -53,6 +53,7 @@ WIDTHS = (320, 640, 960, 1280, 1920, 2560)
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif", ".tif", ".tiff", ".bmp"}
 MAX_ANIMATION_PIXELS = 1_000_000_000  # frames x width x height decoded for one animation
 FALLBACK_WIDTH = 960  # the <img src> for browsers without srcset
+SEARCH_LARGEST_FIRST = False
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,16 @@ def _still_set(src: SourceImage, name: str, folder: Path, opts: ImageOptions) ->
     if fallback_fmt not in formats:
         formats.append(fallback_fmt)
     variants: list[dict] = []
-    start: dict[str, int] = {}
-    for width in sorted(plan_widths(img.width, opts.widths), reverse=True):
+    learned: dict[str, tuple[int, float | None]] = {}  # format: (quality, slope) so far
+    for width in sorted(plan_widths(img.width, opts.widths), reverse=SEARCH_LARGEST_FIRST):
         size = (width, height_for(img.size, width))
         scaled = resize(img, size)
         reference = Ssimulacra2Reference(scaled)
         for fmt_name in formats:
             fmt = FORMATS[fmt_name]
-            enc = search_quality(scaled, fmt, reference, opts.target, start.get(fmt_name))
-            start[fmt_name] = enc.quality
+            start, slope = learned.get(fmt_name, (None, None))
+            enc = search_quality(scaled, fmt, reference, opts.target, start, slope)
+            learned[fmt_name] = (enc.quality, enc.slope or slope)
             variants.append({
                 "format": fmt_name, "mime": fmt.mime, "width": size[0], "height": size[1],
                 "file": f"{name}/{_write(folder, name, width, fmt.ext, enc.data)}",

@@ -1,22 +1,23 @@
 """Per-image quality search: the fewest bytes that still reach a perceptual target.
 
-Contract: :func:`search_quality` encodes a picture in one format at the lowest encoder
-quality (1-100) whose decoded result scores at least ``target`` in SSIMULACRA2 against the
-picture itself (or, to save encodes, a passing quality whose score is within
-``CLOSE_ENOUGH`` of the target), and returns it with its quality, score and the number of
-encodes tried. Every returned score was measured on the returned bytes. If even quality
-100 falls short, the best attempt comes back with ``met`` false. Lossless formats are
-encoded once and score 100.
+Contract: :func:`search_quality` encodes a picture in one format at an encoder quality
+(1-100) whose decoded result scores at least ``target`` in SSIMULACRA2 against the
+picture itself, as low as the search could establish, and returns it with its quality,
+score, the number of encodes tried and the local slope it measured. Every returned score
+was measured on the returned bytes: a variant is never taken on a prediction alone. If even
+quality 100 falls short, the best attempt comes back with ``met`` false. Lossless formats
+are encoded once and score 100.
 
 Qualities that give the same encode are tried once: AVIF's 0-100 maps onto libavif's 64
-quantizer levels, so its search walks those levels. The search brackets the target from a
-starting quality (the previous width's answer, or
-the format's typical one), stepping by a prior slope of 0.6 score points per quality step,
-then interpolates inside the bracket (regula falsi) until the passing and failing
-qualities are adjacent. Formats with a fast variant (AVIF at speed 9, WebP at method 4:
-the same quality scale at a fifth of the time, measured on the shared photos) are searched
-with it first; the final encoder then starts from that answer and usually needs one or two
-encodes.
+quantizer levels, so its search walks those levels. The search starts from a predicted
+quality (for a responsive set: the answer at the width searched before, see
+:mod:`.responsive`; else the format's typical quality for the target) and steps by a slope
+of score points per level (measured at that earlier width where it was, else the
+format's prior). A pass ends the search when the level below is predicted to fail (its
+score one slope lower would be under the target) or has failed; a failure steps up by
+the missing points over the slope; once passing and failing levels bracket the target it
+interpolates between them (regula falsi) until they are adjacent. With a good prediction
+this is one scored encode per variant, two when the prediction was a level off.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from PIL import Image
 from reelforge.images.encoders import ImageFormat, decode
 from reelforge.images.ssimulacra2 import Ssimulacra2Reference
 
-SLOPE = 0.6  # score points per quality step near SSIMULACRA2 70, measured on the photos
-CLOSE_ENOUGH = 0.5  # a pass this close to the target is taken without testing one lower
 MAX_PROBES = 8
 
 
@@ -42,13 +41,24 @@ class Encoded:
     score: float
     probes: int
     met: bool
+    slope: float | None = None  # measured score points per level near the answer
+
+
+def _local_slope(tried: dict[int, tuple[float, bytes]], answer: int) -> float | None:
+    """Score points per level between the answer and its nearest measured neighbour."""
+    others = [k for k in tried if k != answer]
+    if not others:
+        return None
+    k = min(others, key=lambda j: abs(j - answer))
+    slope = (tried[answer][0] - tried[k][0]) / (answer - k)
+    return slope if slope > 0 else None
 
 
 def _bracket(encode: Callable[[int], bytes], reference: Ssimulacra2Reference, target: float,
-             start: int, levels: Sequence[int]) -> Encoded:  # fmt: skip
-    """Search ``levels`` (increasing qualities that give distinct encodes) by index."""
+             start: int, levels: Sequence[int], slope: float) -> Encoded:  # fmt: skip
+    """Search ``levels`` (increasing qualities that give distinct encodes) by index;
+    ``slope`` is the expected score gain per level."""
     tried: dict[int, tuple[float, bytes]] = {}
-    slope = SLOPE * (levels[-1] - levels[0]) / max(1, len(levels) - 1)  # per level step
     lo, hi = -1, len(levels)  # highest failing and lowest passing index seen (sentinels)
     i = min(range(len(levels)), key=lambda k: abs(levels[k] - start))
     while len(tried) < MAX_PROBES:
@@ -57,7 +67,7 @@ def _bracket(encode: Callable[[int], bytes], reference: Ssimulacra2Reference, ta
         tried[i] = (score, data)
         if score >= target:
             hi = i
-            if score - target < CLOSE_ENOUGH:
+            if score - slope < target:  # the level below is expected to fail
                 break
         else:
             lo = i
@@ -74,26 +84,24 @@ def _bracket(encode: Callable[[int], bytes], reference: Ssimulacra2Reference, ta
         i = min(hi - 1, max(lo + 1, i))
     if hi in tried:
         score, data = tried[hi]
-        return Encoded(data, levels[hi], score, len(tried), True)
+        return Encoded(data, levels[hi], score, len(tried), True, _local_slope(tried, hi))
     best = max(tried, key=lambda k: tried[k][0])
-    return Encoded(tried[best][1], levels[best], tried[best][0], len(tried), False)
+    return Encoded(tried[best][1], levels[best], tried[best][0], len(tried), False,
+                   _local_slope(tried, best))  # fmt: skip
 
 
 def search_quality(img: Image.Image, fmt: ImageFormat, reference: Ssimulacra2Reference,
-                   target: float, start: int | None = None) -> Encoded:  # fmt: skip
-    """See the module docstring."""
+                   target: float, start: int | None = None,
+                   slope: float | None = None) -> Encoded:  # fmt: skip
+    """See the module docstring. ``start``: the predicted quality; ``slope``: score points
+    per level measured near it (both from an earlier search of the same picture)."""
     if fmt.lossless:
         data = fmt.encode(img)
         return Encoded(data, 100, 100.0, 1, True)
-    start = start or fmt.start_quality
-    probes = 0
-    if fmt.has_fast:
-        rough = _bracket(lambda q: fmt.encode(img, q, fast=True), reference, target, start,
-                         fmt.levels)  # fmt: skip
-        # The final encoder is the better one: at the same quality it scores higher, so
-        # its answer is usually the fast one's or the level below.
-        below = [q for q in fmt.levels if q < rough.quality]
-        start, probes = (below[-1] if below else rough.quality), rough.probes
-    final = _bracket(lambda q: fmt.encode(img, q), reference, target, start, fmt.levels)
-    final.probes += probes
-    return final
+    if start is None:
+        start = fmt.quality_for(target)
+    levels = fmt.levels
+    prior = fmt.slope * (levels[-1] - levels[0]) / max(1, len(levels) - 1)  # per level
+    # A measured slope is trusted within reason: a flat stretch would stall the search.
+    per_level = min(max(slope, prior / 3), prior * 3) if slope else prior
+    return _bracket(lambda q: fmt.encode(img, q), reference, target, start, levels, per_level)
