@@ -237,6 +237,7 @@ def _spec(start: float, end: float, first: int, **rung) -> ChunkSpec:
                      limits=limits)  # fmt: skip
 
 
+@pytest.mark.timing  # a chunk already there is found within 0.5 s
 def test_encode_chunk_is_idempotent_and_its_output_named_by_content(tmp_path):
     spec = _spec(4.0, 8.0, 3)
     first = chunks.encode_chunk(spec, tmp_path)
@@ -298,6 +299,7 @@ def _encoders(pids: set[int]) -> int:
     return count
 
 
+@pytest.mark.timing
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_stops_every_chunk_within_a_second(tmp_path, talk_source, sig):

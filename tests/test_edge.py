@@ -125,6 +125,7 @@ def test_zipf_replay_is_served_by_the_edge(edge):
                 assert len(_version_of(master)) == 1
 
 
+@pytest.mark.timing  # the new master within the TTL and 1.5 s
 def test_republished_manifest_refreshes_within_its_ttl(edge):
     base, root, _ = edge
     stream = root / "title0"

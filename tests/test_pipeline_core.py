@@ -361,6 +361,7 @@ with job_run(state.store, job):
 """
 
 
+@pytest.mark.timing  # stopped within 5 s of the cancel
 @pytest.mark.parametrize("with_ffmpeg", [False, True], ids=["progress", "ffmpeg"])
 def test_cancel_stops_a_running_step(tmp_path, with_ffmpeg):
     code = tmp_path / "slow.py"

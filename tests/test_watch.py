@@ -115,6 +115,7 @@ def test_watch_once_publishes_each_file_once_and_a_second_run_does_nothing(tmp_p
     assert JobStore(state / "jobs.sqlite").get(broken_job).attempts == 2
 
 
+@pytest.mark.timing  # stopped within 5 s of SIGTERM
 def test_sigterm_stops_cleanly_and_the_restart_resumes_the_job(tmp_path):
     inbox, library, state = tmp_path / "inbox", tmp_path / "library", tmp_path / "state"
     inbox.mkdir()
