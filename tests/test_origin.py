@@ -133,6 +133,29 @@ def test_byte_ranges(site):
         assert whole.status_code == 200 and whole.content == data, ignored
 
 
+def test_one_file_has_one_etag_whoever_sends_it(site):
+    """nginx sends a plain GET itself and passes an ignored range to the app: both give the
+    file nginx's ETag, which If-Range and If-None-Match then match on either path; a 416
+    carries each CORS header once."""
+    server, root = site
+    rel = _files(root, "talk/fallback-*.mp4")[0]
+    st = (root / rel).stat()
+    expected = f'"{int(st.st_mtime):x}-{st.st_size:x}"'
+    url = f"{server.base}/media/{rel}"
+    for extra in ({}, {"Range": "bytes=5-2"}):  # the fast path, then the app's
+        r = httpx.get(url, headers=extra)
+        assert r.status_code == 200 and r.headers["etag"] == expected, (extra, r.headers)
+        assert httpx.get(url, headers={**extra, "If-None-Match": expected}).status_code == 304
+    ranged = httpx.get(url, headers={"Range": "bytes=0-99", "If-Range": expected})
+    assert ranged.status_code == 206 and len(ranged.content) == 100
+    stale = httpx.get(url, headers={"Range": "bytes=0-99", "If-Range": '"0-0"'})
+    assert stale.status_code == 200 and len(stale.content) == st.st_size
+    bad = httpx.get(url, headers={"Range": f"bytes={st.st_size + 10}-",
+                                  "Origin": "https://app.example"})  # fmt: skip
+    assert bad.status_code == 416
+    assert bad.headers.get_list("access-control-allow-origin") == ["*"]
+
+
 def test_unsafe_requests_are_4xx_and_leak_nothing(site):
     server, _ = site
     for path in ("/media/../../etc/passwd", "/media/talk/../../etc/passwd",

@@ -239,8 +239,10 @@ http {
             gzip on;
             add_header Cache-Control $rf_public_cache;
             add_header Vary $rf_vary;
-            add_header Access-Control-Allow-Origin $rf_cors always;
-            add_header Access-Control-Expose-Headers $rf_cors_expose always;
+            # not 'always': a 416 is made after these headers were added once (status 200
+            # then), and 'always' would add them a second time
+            add_header Access-Control-Allow-Origin $rf_cors;
+            add_header Access-Control-Expose-Headers $rf_cors_expose;
         }
 
         # Signed media: the token's scope from the app (cached), the path inside it.
@@ -254,8 +256,10 @@ http {
             gzip on;
             add_header Cache-Control $rf_private_cache;
             add_header Vary $rf_vary;
-            add_header Access-Control-Allow-Origin $rf_cors always;
-            add_header Access-Control-Expose-Headers $rf_cors_expose always;
+            # not 'always': a 416 is made after these headers were added once (status 200
+            # then), and 'always' would add them a second time
+            add_header Access-Control-Allow-Origin $rf_cors;
+            add_header Access-Control-Expose-Headers $rf_cors_expose;
         }
 
         location = /_reelforge_auth {
