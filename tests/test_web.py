@@ -162,6 +162,18 @@ def test_an_upload_in_two_halves_becomes_a_stream_that_plays(web):
         assert not (web.data / "sources" / video["id"]).exists()
 
 
+def test_the_api_describes_itself(web):
+    """The OpenAPI document is public and lists every resource the README documents."""
+    r = httpx.get(f"{web.base}/api/openapi.json")
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/api/videos", "/api/videos/{video_id}", "/api/videos/{video_id}/events",
+                 "/api/videos/{video_id}/report", "/api/videos/{video_id}/retry",
+                 "/api/stories", "/api/jobs"):  # fmt: skip
+        assert path in doc["paths"], (path, sorted(doc["paths"]))
+
+
 def test_tokens_and_scopes(web):
     owner, other = web.token("upload", "owner"), web.token("upload", "other")
     reader, admin = web.token("read", "reader"), web.token("admin", "root")
@@ -283,10 +295,15 @@ def _story_files(extra: dict | None = None) -> list:
 
 
 def test_a_story_is_made_into_a_stream(web):
+    """The portrait comes as a tus upload the story names in ``uploads`` (large footage
+    would), the script as a multipart file."""
     token = web.token("upload", "writer")
+    face = tus_upload(web, token, media("faces/astronaut_eileen_collins.png"))
+    script = [f for f in _story_files() if f[1][0] == "scenes/01.txt"]
     with web.client(token) as c:
         r = c.post("/api/stories", files=[("story", ("story.yaml", STORY.encode(), "text/yaml")),
-                                          *_story_files()])  # fmt: skip
+                                          *script],
+                   data={"uploads": json.dumps({"faces/keeper.png": face})})  # fmt: skip
         assert r.status_code == 201, r.text
         video = r.json()
         assert video["kind"] == "story" and video["title"] == "Two Lines"
@@ -368,6 +385,19 @@ def test_webhooks_are_signed_and_retried(web):
             assert not verify(WEBHOOK_SECRET.encode(), body + b" ", signature)
             event = json.loads(body)
             assert event["type"] == "video.ready" and event["data"]["id"] == video_id
+        text = web.data.parent / "hooked-notes.mp4"  # a poison upload: video.errored
+        text.write_text("this is not a video\n" * 50)
+        with web.client(token) as c:
+            bad_id = c.post("/api/videos", json={"upload": tus_upload(web, token, text)}
+                            ).json()["id"]  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(Receiver.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        headers, body = Receiver.received[2]
+        signature = {k.lower(): v for k, v in headers.items()}[HEADER.lower()]
+        assert verify(WEBHOOK_SECRET.encode(), body, signature)
+        event = json.loads(body)
+        assert event["type"] == "video.errored" and event["data"]["id"] == bad_id
     finally:
         server.shutdown()
 
