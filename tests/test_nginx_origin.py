@@ -78,3 +78,17 @@ def test_a_cached_token_plays_on_while_the_app_restarts(nginx):
     assert raw(nginx.port, "/media/s2/video/seg-1.m4s") == (200, SEGMENT)  # public
     status, body = raw(nginx.port, f"/p/{_token('s1', 500)}/s1/video/seg-1.m4s")
     assert status != 200 and SEGMENT[:64] not in body
+
+
+def test_a_marker_in_any_folder_above_a_file_makes_it_private(nginx, tmp_path):
+    """The fast path checks each folder of the path for ``.private``, the deepest too."""
+    deep = tmp_path / "root" / "s2" / "video" / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "seg-2.m4s").write_bytes(SEGMENT)
+    assert raw(nginx.port, "/media/s2/video/a/b/seg-2.m4s") == (200, SEGMENT)
+    (deep / ".private").write_text("")
+    assert raw(nginx.port, "/media/s2/video/a/b/seg-2.m4s")[0] == 403
+    (deep / ".private").unlink()
+    (tmp_path / "root" / "s2" / "video" / "a" / ".private").write_text("")
+    assert raw(nginx.port, "/media/s2/video/a/b/seg-2.m4s")[0] == 403
+    assert raw(nginx.port, "/media/s2/video/seg-1.m4s") == (200, SEGMENT)  # above it: public

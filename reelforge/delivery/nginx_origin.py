@@ -86,13 +86,19 @@ def _cache_map(name: str, manifest_max_age: int, visibility: str) -> str:
     )
 
 
-def _depth_maps() -> str:
-    """``$rf_d1`` .. ``$rf_dN``: ``/`` + the first k folders of ``$rf_rel`` (``""`` when it
-    has fewer), so ``ROOT$rf_dk/.private`` names each folder's marker."""
+NO_MARKER = "/.reelforge-no-marker"  # checked for folders a path does not have
+
+
+def _depth_maps(root: str) -> str:
+    """``$rf_m1`` .. ``$rf_mN``: the marker path of the first k folders of ``$rf_rel``
+    (``ROOT/<k folders>/.private``), or :data:`NO_MARKER` when it has fewer: a one-part
+    path that fails fast, where the root's marker again cost a walk of the root's parts
+    under ``disable_symlinks`` (a file there would only send every request to the app)."""
     out = []
     for k in range(1, MAX_DEPTH + 1):
         folders = "/".join(["[^/]+"] * k)
-        out.append(f'    map $rf_rel $rf_d{k} {{ "~^({folders})/" "/$1"; default ""; }}')
+        out.append(f'    map $rf_rel $rf_m{k} {{ "~^({folders})/" "{root}/$1/.private"; '
+                   f'default "{NO_MARKER}"; }}')  # fmt: skip
     return "\n".join(out) + "\n"
 
 
@@ -117,8 +123,7 @@ def _range_patterns() -> list[str]:
 
 def _private_checks(root: str) -> str:
     checks = [f"            if (-e {root}/.private) {{ return 418; }}"]
-    checks += [f"            if (-e {root}$rf_d{k}/.private) {{ return 418; }}"
-               for k in range(1, MAX_DEPTH + 1)]  # fmt: skip
+    checks += [f"            if (-e $rf_m{k}) {{ return 418; }}" for k in range(1, MAX_DEPTH + 1)]
     return "\n".join(checks)
 
 
@@ -318,7 +323,7 @@ def nginx_origin_config(*, root: str, origin: str, listen: str, prefix: str,
         "PUBLIC_CACHE": _cache_map("rf_public_cache", manifest_max_age, "public"),
         "PRIVATE_CACHE": _cache_map("rf_private_cache", manifest_max_age, "private"),
         "COMPRESSIBLE": compressible,
-        "DEPTH_MAPS": _depth_maps(),
+        "DEPTH_MAPS": _depth_maps(root.rstrip("/")),
         "RANGE_OK": "\n".join(f'        "~*{p}" 0;' for p in _range_patterns()),
         "PRIVATE_CHECKS": _private_checks(root.rstrip("/")),
         # a relative path of plain names (none starting with "."), MAX_DEPTH folders at most
