@@ -199,3 +199,19 @@ def test_a_codec_missing_from_the_ffmpeg_build_is_refused(tmp_path):
                      "--codecs", "h264,av1", env=env)  # fmt: skip
     assert_refused(result, "codec av1", "no libsvtav1 encoder")
     assert not out.exists()
+
+
+def test_every_codec_keeps_its_peak_within_twice_its_average(multi):
+    """Apple's authoring rule 1.26 for all four codecs: no variant's peak segment rate
+    (measured over the segments, as the BANDWIDTH test measures it) above 2x its average,
+    the short opening segments included."""
+    from test_publish import _measured
+
+    out, _ = multi
+    master = m3u8.load(str(out / "master.m3u8"))
+    seen = set()
+    for variant in master.playlists:
+        peak, average = _measured(out, variant.uri)
+        assert peak <= 2 * average, (variant.uri, peak, average)
+        seen.add(_codec_of(variant.uri))
+    assert seen == {"h264", "hevc", "vp9", "av1"}

@@ -116,7 +116,10 @@ class CodecSpec:
         if self.name == "av1":
             # SVT-AV1: VBR at the target; fixed GOP on the grid, closed (key frames); the
             # opening's extra keyframes forced (SVT-AV1 4.x honours forced key frames).
-            params = f"keyint={gop}:scd=0:irefresh-type=2:rc=1"
+            # maxsection-pct=150: no GOP over 1.5x the target, or a low rung's short opening
+            # segments (a key frame each) peaked at 2.3x its average (Apple asks <= 2x);
+            # median BD-rate against H.264 on the shared clips unchanged (-20.2% both).
+            params = f"keyint={gop}:scd=0:irefresh-type=2:rc=1:maxsection-pct=150"
             if r.crf is not None:  # capped CRF: CRF mode with a maximum bitrate
                 rate = ["-crf", str(round(r.crf))]
                 params = f"keyint={gop}:scd=0:irefresh-type=2:rc=0:mbr={r.maxrate_kbps}"
