@@ -24,8 +24,12 @@ from reelforge.console import out_console
 def make(
     story: Annotated[Path, typer.Argument(help="The story file (YAML: title, cast, scenes).")],
     output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", help="Output folder (default: the story's output:)."),
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output folder or s3://BUCKET/PREFIX (default: the story's output:).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
     workers: WorkersOpt = None,

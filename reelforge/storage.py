@@ -63,7 +63,9 @@ def _error(exc: Exception, where: S3Location) -> ReelforgeError:
 
 def upload_tree(local: Path, where: S3Location, *, s3=None, manifest_max_age: int = 60,
                 uploaded: dict[str, tuple[int, int]] | None = None) -> int:  # fmt: skip
-    """Upload every file under ``local`` (top pointer files last); returns the number of
+    """Upload every file under ``local``, pointer files (playlists, manifests, version
+    pointers: :data:`~reelforge.layout.POINTERS`) after everything else, the deepest first
+    (a language's or version's own before the top's); returns the number of
     objects written. ``uploaded`` (relative path -> (size, mtime) of what an earlier call
     sent) skips files unchanged since, and is brought up to date."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -71,8 +73,9 @@ def upload_tree(local: Path, where: S3Location, *, s3=None, manifest_max_age: in
     register_mime_types()
     s3 = s3 or client()
     files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
-    top_pointers = [p for p in files if p.parent == local and p.name in POINTERS]
-    ordered = [p for p in files if p not in top_pointers] + top_pointers
+    pointers = sorted((p for p in files if p.name in POINTERS),
+                      key=lambda p: (-len(p.relative_to(local).parts), p))  # fmt: skip
+    ordered = [p for p in files if p not in pointers] + pointers
     count = 0
     try:
         for path in ordered:

@@ -136,3 +136,38 @@ def test_images_to_s3(s3_env):
         head = s3.head_object(Bucket=BUCKET, Key=f"site/{variant['file']}")
         assert head["ContentType"] == variant["mime"]
         assert head["ContentLength"] == variant["bytes"]
+
+
+def test_make_publishes_a_story_to_s3(s3_env, tmp_path):
+    """``make -o s3://...``: the story made in a scratch folder, uploaded with every file
+    its playlists name, the report naming the location; nothing left on disk but the
+    step cache."""
+    import m3u8
+    from test_make import SHORT_LINES, env_for, write_story
+
+    env, s3 = s3_env
+    story = write_story(tmp_path / "story", SHORT_LINES["S1b"], SHORT_LINES)
+    state = tmp_path / "state"
+    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("reelforge-make-*"))
+    r = run_cli("make", story, "-o", f"s3://{BUCKET}/made/lighthouse", "--json",
+                env={**env_for(state), **env}, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    assert report["output"] == f"s3://{BUCKET}/made/lighthouse"
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="made/")["Contents"]}
+    assert {"made/lighthouse/master.m3u8", "made/lighthouse/make.json"} <= keys
+
+    def text(key: str) -> str:
+        return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+    master = m3u8.loads(text("made/lighthouse/master.m3u8"))
+    for variant in [*master.playlists, *[m for m in master.media if m.uri]]:
+        key = f"made/lighthouse/{variant.uri}"
+        playlist = m3u8.loads(text(key))
+        folder = key.rsplit("/", 1)[0]
+        named = {s.uri for s in playlist.segments} | {m.uri for m in playlist.segment_map}
+        assert named and {f"{folder}/{n}" for n in named} <= keys, key
+    assert not (tmp_path / "story" / "out").exists() and not Path("s3:").exists()
+    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("reelforge-make-*")) == before
+    bad = run_cli("make", story, "-o", "s3://", env={**env_for(state), **env})
+    assert bad.returncode == 2 and "S3 location" in bad.stderr

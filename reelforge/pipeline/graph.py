@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from reelforge.errors import InputError
 from reelforge.outputs import MAKE, output_folder
 from reelforge.pipeline.spec import StepSpec
 from reelforge.pipeline.story import Story, load
+from reelforge.storage import is_s3, parse_s3
 from reelforge.voice.script import Script
 from reelforge.voice.script import load as load_script
 
@@ -164,10 +166,27 @@ def make(story_path: str | Path, output: str | Path | None, pipeline, *,
 
 
 def _make(story_path: str | Path, output: str | Path | None, pipeline) -> MakeReport:
-    started = time.monotonic()
+    """Make into a folder; for ``s3://BUCKET/PREFIX``, into a scratch folder that is then
+    uploaded (playlists and manifests after what they name) and removed however it ends."""
     story = load(story_path, check=lambda face, index: _checked_face(pipeline, face, index))
     assert story.path is not None
-    out = _output(story, output)
+    target = _output(story, output)
+    if not is_s3(target):
+        return _make_into(story, target, str(target), pipeline)
+    from reelforge.delivery.deliver import deliver
+
+    scratch = Path(tempfile.mkdtemp(prefix="reelforge-make-"))
+    try:
+        report = _make_into(story, scratch / "stream", str(target), pipeline)
+        deliver(scratch / "stream", str(target))
+        return report
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _make_into(story: Story, out: Path, shown: str, pipeline) -> MakeReport:
+    """Make ``story`` into the folder ``out``; ``shown``: the output the report names."""
+    started = time.monotonic()
     publish = publish_options(story)
     languages = story.all_languages
     dialogue = {n: _scripts(story, "script", n) for n, s in enumerate(story.scenes) if s.script}
@@ -190,7 +209,7 @@ def _make(story_path: str | Path, output: str | Path | None, pipeline) -> MakeRe
             _link_tree(result.file("stream"), tmp if folder == "." else tmp / folder)
             streams[lang] = folder
         report = MakeReport(
-            story=str(story.path), output=str(out), title=story.title, languages=languages,
+            story=str(story.path), output=shown, title=story.title, languages=languages,
             streams=streams, duration=programs[languages[0]].report["duration"],
             steps=pipeline.outcomes(), seconds=round(time.monotonic() - started, 3),
         )  # fmt: skip
@@ -204,14 +223,16 @@ def _checked_face(pipeline, face: Path, index: int) -> None:
     pipeline.run(_spec("face-check", {"face": face}, {"face_index": index}))
 
 
-def _output(story: Story, output: str | Path | None) -> Path:
+def _output(story: Story, output: str | Path | None) -> Path | str:
+    """The output folder, or an ``s3://BUCKET/PREFIX`` location as a string (checked)."""
+    given = output if output is not None else story.output
+    if given is None:
+        raise InputError("no output: give -o OUT or 'output:' in the story", path=story.path)
+    if is_s3(given):
+        parse_s3(str(given))  # a malformed location is refused before any step runs
+        return str(given)
     if output is not None:
         return Path(output)
-    if story.output is None:
-        raise InputError("no output: give -o OUT or 'output:' in the story", path=story.path)
-    if story.output.startswith("s3://"):
-        raise InputError("an s3:// output is published with 'reelforge publish' from the "
-                         "made stream; give a local folder", path=story.path)  # fmt: skip
     given = Path(story.output)
     return given if given.is_absolute() else story.path.parent / given
 
