@@ -171,7 +171,9 @@ def run_clip(clip: str, transcript: str | None, work: Path, out: Path) -> dict:
             w = np.where(np.isnan(w), np.nanmean(w), w)
             m = compare(o, w, ro, rw)
             sync = report.sync or {}
-            m["sync_ms"] = float(sync.get("offset_ms", float("nan")))
+            # an undetermined reading (too little speech, no clear peak) is no measurement
+            m["sync_ms"] = (float(sync["offset_ms"]) if sync.get("determined")
+                            else float("nan"))  # fmt: skip
             m["phones"] = (report.phones or {}).get("method", "-")
             results[(test, mode)] = m
             if test == "portrait":
@@ -212,16 +214,21 @@ def main() -> None:
             print(f"{clip} ({time.monotonic() - t0:.0f} s)")
             for (test, mode), m in results.items():
                 table.setdefault((test, mode), []).append(m)
-                cells = "  ".join(f"{k} {m[k]:+.2f}" if k != "sync_ms" else f"sync {m[k]:+.0f} ms"
+                cells = "  ".join(f"{k} {m[k]:+.2f}" if k != "sync_ms" else (
+                    f"sync {m[k]:+.0f} ms" if m[k] == m[k] else "sync undetermined")
                                   for k in keys)  # fmt: skip
                 print(f"  {test:8s} {mode:6s} [{m['phones']:11s}] {cells}")
         print("mean over the clips (targets: open_r >= 0.70, width_r >= 0.40, closures >= "
               "0.80, error <= 0.60, motion 0.7-1.4, |sync| <= 40 ms)")  # fmt: skip
         for (test, mode), rows in table.items():
             mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
-            worst_sync = max(abs(r["sync_ms"]) for r in rows)
+            read = [abs(r["sync_ms"]) for r in rows if r["sync_ms"] == r["sync_ms"]]
+            worst = f"{max(read):.0f} ms" if read else "n/a"
             cells = "  ".join(f"{k} {mean[k]:+.2f}" for k in keys[:-1])
-            print(f"  {test:8s} {mode:6s} {cells}  |sync| max {worst_sync:.0f} ms")
+            print(
+                f"  {test:8s} {mode:6s} {cells}  |sync| max {worst} "
+                f"({len(read)} of {len(rows)} clips determined)"
+            )
         for mode, (render, analysis, whole) in speed(work).items():
             print(f"512x512 {mode:6s}: render {render:.1f} fps, phone analysis {analysis:.2f} s"
                   f" for 9.7 s of speech, whole call {whole:.1f} fps")  # fmt: skip
