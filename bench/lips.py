@@ -221,7 +221,7 @@ def main() -> None:
         print("mean over the clips (targets: open_r >= 0.70, width_r >= 0.40, closures >= "
               "0.80, error <= 0.60, motion 0.7-1.4, |sync| <= 40 ms)")  # fmt: skip
         for (test, mode), rows in table.items():
-            mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+            mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys[:-1]}
             read = [abs(r["sync_ms"]) for r in rows if r["sync_ms"] == r["sync_ms"]]
             worst = f"{max(read):.0f} ms" if read else "n/a"
             cells = "  ".join(f"{k} {mean[k]:+.2f}" for k in keys[:-1])
