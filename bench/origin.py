@@ -41,6 +41,9 @@ import httpx  # noqa: E402
 from reelforge.delivery.signing import make_token  # noqa: E402
 from reelforge.delivery.versions import new_version_name, switch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import wrk_output  # noqa: E402
+
 CLI = [sys.executable, "-m", "reelforge.cli"]
 FILES = 20
 KEY = "bench-playback-key"
@@ -129,15 +132,7 @@ def wrk(base: str, prefix: str, ranged: bool, seconds: int, work: Path) -> dict:
     script.write_text(LUA.format(prefix=prefix, files=FILES, ranged="true" if ranged else "false"))
     out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script),
                           base], capture_output=True, text=True, check=True).stdout  # fmt: skip
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        value, unit = float(m[1]), m[2]
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "errors": int(errors[1]) if errors else 0}
+    return wrk_output.parse(out)
 
 
 def start_nginx_origin(root: Path, work: Path) -> tuple[list[subprocess.Popen], str]:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -35,6 +34,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_web import Web, follow  # noqa: E402  (the tests' own server driver)
 from tusclient import client as tus  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import wrk_output  # noqa: E402
 
 CLI = [sys.executable, "-m", "reelforge.cli"]
 MEDIA = Path(os.environ.get("REELFORGE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
@@ -114,27 +116,16 @@ async def _latency(base: str, token: str, video_id: str, clients: int, total: in
     return times
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def _wrk_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if match is None:
-        raise ValueError(f"wrk printed {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
 def _wrk_latency(base: str, token: str, video_id: str, clients: int, seconds: int) -> dict:
     """wrk (one thread, ``clients`` connections) for ``seconds``: p50, p99 and req/s."""
     out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency",
                           "-H", f"Authorization: Bearer {token}",
                           f"{base}/api/videos/{video_id}"],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
-    if "Non-2xx" in out:
+    figures = wrk_output.parse(out)
+    if figures["errors"]:
         raise SystemExit(f"wrk saw errors:\n{out}")
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return {"p50_ms": _wrk_ms(pct["50"]), "p99_ms": _wrk_ms(pct["99"]), "rps": rps,
+    return {"p50_ms": figures["p50"], "p99_ms": figures["p99"], "rps": figures["rps"],
             "client": "wrk"}  # fmt: skip
 
 
