@@ -223,10 +223,9 @@ def publish(
 
     runner = None
     if on_a_worker():
-        from reelforge.workers.celery import create_app
         from reelforge.workers.chunks import worker_chunking
 
-        opts, runner = worker_chunking(opts, input, output, create_app(settings()))
+        opts, runner = worker_chunking(opts, input, output, settings())
     with (
         progress_bars(enabled=not as_json or err_console.is_terminal) as bars,
         recorded("publish", output, bars, inputs={"input": input, **tracks}) as bars,

@@ -11,9 +11,11 @@ import sys
 
 import httpx
 import m3u8
+import pytest
 from conftest import ROOT, free_port
 
 
+@pytest.mark.timing  # stopped by Ctrl-C within 30 s; heavy: runs alone
 def test_demo_prints_its_url_once_the_samples_are_ready(tmp_path):
     port = free_port()
     env = {**os.environ, "REELFORGE_CACHE_DIR": str(tmp_path / "cache")}

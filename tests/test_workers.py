@@ -215,6 +215,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_the_other(cluster, long_clip, ladd
     first.start()  # for the tests that follow
 
 
+@pytest.mark.timing  # stopped within 15 s of SIGTERM
 def test_a_worker_told_to_stop_hands_its_job_over(cluster, long_clip, ladder, tmp_path):
     store = cluster.store()
     out = tmp_path / "stream"
@@ -414,23 +415,22 @@ def test_a_long_title_on_the_workers_is_chunked_by_default(cluster, tmp_path):
     from reelforge import config
     from reelforge.video.chunks import LocalRunner
     from reelforge.video.publish import PublishOptions
-    from reelforge.workers.celery import create_app
     from reelforge.workers.chunks import AUTO_CHUNK_OVER_S, CeleryChunkRunner, worker_chunking
 
     long = tmp_path / "long.mp4"  # over the threshold, tiny: 2x2 at 1 fps
     run_ffmpeg("-f", "lavfi", "-i", f"color=c=gray:s=16x16:r=1:d={AUTO_CHUNK_OVER_S + 20}",
                "-c:v", "libx264", "-preset", "ultrafast", long)  # fmt: skip
     short = media("video/bbb_720p_2s_h264.mp4")
-    app = create_app(config.load(cluster.env))
-    opts, runner = worker_chunking(PublishOptions(), long, str(tmp_path / "out"), app)
+    cfg = config.load(cluster.env)  # the settings: the app is made only for chunks
+    opts, runner = worker_chunking(PublishOptions(), long, str(tmp_path / "out"), cfg)
     assert opts.chunk_seconds == 30 and isinstance(runner, CeleryChunkRunner)
     assert runner.workers == 2
-    opts, runner = worker_chunking(PublishOptions(), long, "s3://bucket/title", app)
+    opts, runner = worker_chunking(PublishOptions(), long, "s3://bucket/title", cfg)
     assert opts.chunk_seconds == 30 and isinstance(runner, LocalRunner)  # a local scratch
     for given, source in ((None, short), (0, long)):
-        opts, runner = worker_chunking(PublishOptions(chunk_seconds=given), source, "o", app)
+        opts, runner = worker_chunking(PublishOptions(chunk_seconds=given), source, "o", cfg)
         assert (opts.chunk_seconds, runner) == (None, None)
-    opts, runner = worker_chunking(PublishOptions(chunk_seconds=8), short, "o", app)
+    opts, runner = worker_chunking(PublishOptions(chunk_seconds=8), short, "o", cfg)
     assert opts.chunk_seconds == 8 and isinstance(runner, CeleryChunkRunner)
 
 

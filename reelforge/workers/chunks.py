@@ -136,7 +136,7 @@ class CeleryChunkRunner:
             self.app.control.revoke(ids)
 
 
-def worker_chunking(options, source: Path, output: str, app) -> tuple[object, object | None]:
+def worker_chunking(options, source: Path, output: str, config) -> tuple[object, object | None]:
     """``(options, runner)`` for a publish to ``output`` that runs as a job on the workers
     (see the module docstring): options with ``chunk_seconds`` decided, and the runner for
     its chunks (None: publish's own). The chunks are tasks when ``output`` is a folder (the
@@ -155,4 +155,8 @@ def worker_chunking(options, source: Path, output: str, app) -> tuple[object, ob
     options = dataclasses.replace(options, chunk_seconds=seconds or None)
     if not seconds:
         return options, None
-    return options, LocalRunner() if is_s3(output) else CeleryChunkRunner(app)
+    if is_s3(output):
+        return options, LocalRunner()
+    from reelforge.workers.celery import create_app  # only a chunked publish needs the app
+
+    return options, CeleryChunkRunner(create_app(config))
