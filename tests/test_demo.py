@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import httpx
 import m3u8
@@ -21,12 +22,14 @@ def test_demo_prints_its_url_once_the_samples_are_ready(tmp_path):
     env = {**os.environ, "REELFORGE_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "reelforge.web.demo", "--data",
                              str(tmp_path / "web"), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)  # fmt: skip
     try:
         line = proc.stdout.readline()
         match = re.match(r"ReelForge demo at (http://\S+)/ : sign in with the token (\S+)", line)
-        assert match, (line, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+        assert match, (line, proc.poll())
+        # the server's log follows on stdout: keep reading it, as a terminal would
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         base, token = match.groups()
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as c:
             videos = c.get("/api/videos").json()["data"]

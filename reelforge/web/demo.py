@@ -15,10 +15,12 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -126,6 +128,10 @@ def main() -> None:
     line = proc.stdout.readline()
     if not line.startswith("ReelForge at "):
         sys.exit(proc.wait() or 1)
+    # the server's later output passes through: left in the pipe, it filled it and the
+    # server blocked (and then could not stop)
+    threading.Thread(target=shutil.copyfileobj, args=(proc.stdout, sys.stdout),
+                     daemon=True).start()  # fmt: skip
     base = f"http://127.0.0.1:{args.port}"
     token = _token(args.data)
     try:
